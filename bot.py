@@ -1,0 +1,109 @@
+"""Quanzu command line: run the service, the demo, the WeCom simulator, or manage the directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from aiohttp import web
+
+from bot.config import ConfigError, load_settings
+from bot.directory import DirectoryError, load_directory_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bot.py", description="Quanzu (劝阻): anti-fraud alert instructions to WeCom")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service")
+    run.add_argument("--config", required=True, help="path to the TOML config (see config.example.toml)")
+
+    demo = sub.add_parser("demo", help="run the bot and the WeCom simulator on the fictional demo district")
+    demo.add_argument("--sim-host", default="127.0.0.1")
+    demo.add_argument("--sim-port", type=int, default=8081)
+
+    sim = sub.add_parser("simulator", help="run the WeCom simulator alone",
+                         description="A WeCom API simulator for tests, demos and benchmarks. It accepts exactly "
+                                     "the credentials given here and sends signed, encrypted callbacks to "
+                                     "--callback-url. Inspect what it received at /_sim/messages.")
+    sim.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8081, help="listen port (default 8081)")
+    sim.add_argument("--corp-id", default="wwdemo0000000001", help="the corp id (CorpID) it accepts")
+    sim.add_argument("--corp-secret", default="demo-secret", help="the app secret it accepts")
+    sim.add_argument("--agent-id", type=int, default=1000002, help="the app's AgentId")
+    sim.add_argument("--token", default="QuanzuDemoToken", help="callback Token used to sign callbacks")
+    sim.add_argument("--encoding-aes-key", default="QuanzuDemoEncodingAesKey0123456789abcdefgh0",
+                     help="callback EncodingAESKey (43 characters) used to encrypt callbacks")
+    sim.add_argument("--callback-url", default=None, help="the bot's callback URL, e.g. http://127.0.0.1:8080/wecom/callback")
+    sim.add_argument("--directory", default=None,
+                     help="a directory TOML (like demo/district.toml) whose people, app chats and robots the "
+                          "simulated corp should have")
+
+    directory = sub.add_parser("directory", help="check a directory file")
+    directory_sub = directory.add_subparsers(dest="action", required=True)
+    check = directory_sub.add_parser("check", help="validate a directory TOML file and summarise it")
+    check.add_argument("path")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "demo":
+            from bot.demo import run_demo
+
+            asyncio.run(run_demo(args.sim_host, args.sim_port))
+            return 0
+        if args.command == "simulator":
+            return _simulator(args)
+        if args.command == "directory":
+            return _directory_check(args.path)
+    except (ConfigError, DirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 1
+
+
+def _run(config_path: str) -> int:
+    from bot.app import create_app
+    from bot.logs import setup_logging
+
+    settings = load_settings(config_path)
+    load_directory_file(settings.directory.path)  # refuse to start on a broken directory
+    setup_logging(settings.logging.level, settings.logging.format)
+    web.run_app(create_app(settings), host=settings.server.host, port=settings.server.port, access_log=None,
+                print=None)
+    return 0
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    from bot.demo import seed_simulator
+    from bot.logs import setup_logging
+    from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+
+    setup_logging("INFO", "text")
+    try:
+        config = SimulatorConfig(corp_id=args.corp_id, corp_secret=args.corp_secret, agent_id=args.agent_id,
+                                 token=args.token, encoding_aes_key=args.encoding_aes_key,
+                                 callback_url=args.callback_url)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    sim = Simulator(config)
+    if args.directory:
+        seed_simulator(sim, load_directory_file(args.directory))
+    print(f"WeCom simulator on http://{args.host}:{args.port}/cgi-bin/ (inspect: /_sim/messages)", flush=True)
+    web.run_app(create_simulator_app(sim), host=args.host, port=args.port, access_log=None, print=None)
+    return 0
+
+
+def _directory_check(path: str) -> int:
+    d = load_directory_file(path)
+    print(f"{d.center_name}: {len(d.stations)} stations, {len(d.grids)} grids, {len(d.people)} people, "
+          f"{len(d.groups)} groups; fallback group {d.fallback_group or '(none)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

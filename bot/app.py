@@ -1,0 +1,99 @@
+"""The aiohttp application factory: resources start and stop as pairs through cleanup_ctx."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from bot.config import Settings
+from bot.directory import Directory, load_directory_file
+from bot.dispatch import DispatchPlanner
+from bot.intake import IntakeService
+from bot.metrics import Metrics
+from bot.outbox import DeliveryWorker
+from bot.render import Renderer
+from bot.wecom import WeComClient
+from storage import Storage, open_storage
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a handler may need, built once per app."""
+
+    settings: Settings
+    clock: Callable[[], float]
+    storage: Storage
+    metrics: Metrics
+    renderer: Renderer
+    wecom: WeComClient
+    planner: DispatchPlanner
+    worker: DeliveryWorker
+    intake: IntakeService
+
+    @property
+    def directory(self) -> Directory:
+        return self.planner.directory
+
+
+SETTINGS = web.AppKey("settings", Settings)
+CLOCK = web.AppKey("clock", Callable[[], float])
+SERVICES = web.AppKey("services", Services)
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the bot's web application; the database and the sender start when it starts."""
+    from handlers import error_middleware, setup_routes
+
+    app = web.Application(client_max_size=settings.api.max_body_bytes, middlewares=[error_middleware])
+    app[SETTINGS] = settings
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(_services)
+    setup_routes(app)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    clock = app[CLOCK]
+    # Fail fast on a broken directory file, before touching the database.
+    directory_file = load_directory_file(settings.directory.path)
+    storage = await open_storage(settings.database.path, settings.database.synchronous)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+    worker: DeliveryWorker | None = None
+    try:
+        await storage.replace_directory(directory_file)
+        directory = await storage.load_directory()
+        metrics = Metrics()
+        renderer = Renderer()
+        wecom = WeComClient(session, settings.wecom, clock)
+        salt = await storage.meta("instance_salt") or "qz"
+        planner = DispatchPlanner(directory, renderer, settings.wecom.agent_id, f"qz{salt}",
+                                  settings.delivery.duplicate_check_interval)
+        services_ref: list[Services] = []
+
+        def current_planner() -> DispatchPlanner:
+            return services_ref[0].planner
+
+        worker = DeliveryWorker(storage, wecom, settings.delivery, metrics, renderer, current_planner, clock)
+        intake = IntakeService(storage, current_planner, worker.wake, metrics, clock)
+        services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake)
+        services_ref.append(services)
+        app[SERVICES] = services
+        await worker.start()
+        _LOGGER.info("quanzu started", extra={
+            "stations": len(directory.stations), "grids": len(directory.grids), "people": len(directory.people),
+            "database": str(settings.database.path), "wecom_api": settings.wecom.api_base,
+        })
+        yield
+    finally:
+        if worker is not None:
+            await worker.stop()
+        await session.close()
+        await storage.close()

@@ -1,0 +1,202 @@
+"""Configuration: read a TOML file into typed settings and refuse bad values at start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REAL_WECOM_API = "https://qyapi.weixin.qq.com/cgi-bin/"
+
+
+class ConfigError(ValueError):
+    """A configuration key is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how people reach the bot (dashboard links); defaults to http://host:port
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    path: Path = Path("data/quanzu.sqlite3")
+    synchronous: str = "FULL"  # FULL: a 202 means the row survives power loss, not just a crash
+
+
+@dataclass(frozen=True)
+class WeComSettings:
+    corp_id: str
+    corp_secret: str
+    agent_id: int
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base: str = REAL_WECOM_API
+    request_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    tokens: tuple[str, ...]
+    max_body_bytes: int = 1024 * 1024
+    max_batch: int = 100
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    path: Path
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    max_attempts: int = 8
+    backoff_base: float = 1.0  # seconds; doubles per attempt
+    backoff_max: float = 60.0
+    concurrency: int = 16
+    duplicate_check_interval: int = 1800  # WeCom's own guard against a re-send of the same card
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "INFO"
+    format: str = "json"  # json | text
+
+
+@dataclass(frozen=True)
+class Settings:
+    wecom: WeComSettings
+    api: ApiSettings
+    directory: DirectorySettings
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+
+    @property
+    def public_url(self) -> str:
+        return self.server.public_url or f"http://{self.server.host}:{self.server.port}"
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a config file; paths in it are relative to the file's folder."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file not found: {path}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from err
+    return parse_settings(raw, base_dir=path.resolve().parent)
+
+
+def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
+    """Turn a parsed TOML document into Settings, naming the first wrong key."""
+    known = {"server", "database", "wecom", "api", "directory", "delivery", "logging"}
+    for section in raw:
+        if section not in known:
+            raise ConfigError(f"unknown section [{section}]")
+
+    server = _section(raw, "server")
+    database = _section(raw, "database")
+    wecom = _section(raw, "wecom")
+    api = _section(raw, "api")
+    directory = _section(raw, "directory")
+    delivery = _section(raw, "delivery")
+    logging_ = _section(raw, "logging")
+
+    db_path = Path(_get(database, "database.path", str, "data/quanzu.sqlite3"))
+    sync = _get(database, "database.synchronous", str, "FULL").upper()
+    if sync not in {"FULL", "NORMAL", "EXTRA"}:
+        raise ConfigError("database.synchronous must be FULL, NORMAL or EXTRA")
+
+    api_base = _get(wecom, "wecom.api_base", str, REAL_WECOM_API)
+    if not api_base.endswith("/"):
+        api_base += "/"
+    aes_key = _get(wecom, "wecom.encoding_aes_key", str, "")
+    if aes_key and len(aes_key) != 43:
+        raise ConfigError("wecom.encoding_aes_key must be exactly 43 characters (WeCom's EncodingAESKey)")
+
+    tokens = _get(api, "api.tokens", list, None)
+    if not tokens or not all(isinstance(t, str) and len(t) >= 8 for t in tokens):
+        raise ConfigError("api.tokens must be a non-empty list of strings of at least 8 characters")
+
+    level = _get(logging_, "logging.level", str, "INFO").upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("logging.level must be DEBUG, INFO, WARNING or ERROR")
+    fmt = _get(logging_, "logging.format", str, "json")
+    if fmt not in {"json", "text"}:
+        raise ConfigError("logging.format must be json or text")
+
+    return Settings(
+        server=ServerSettings(
+            host=_get(server, "server.host", str, "127.0.0.1"),
+            port=_port(_get(server, "server.port", int, 8080), "server.port"),
+            public_url=_get(server, "server.public_url", str, "").rstrip("/"),
+        ),
+        database=DatabaseSettings(path=_resolve(base_dir, db_path), synchronous=sync),
+        wecom=WeComSettings(
+            corp_id=_get(wecom, "wecom.corp_id", str),
+            corp_secret=_get(wecom, "wecom.corp_secret", str),
+            agent_id=_get(wecom, "wecom.agent_id", int),
+            token=_get(wecom, "wecom.token", str, ""),
+            encoding_aes_key=aes_key,
+            api_base=api_base,
+            request_timeout=float(_get(wecom, "wecom.request_timeout", (int, float), 10.0)),
+        ),
+        api=ApiSettings(
+            tokens=tuple(tokens),
+            max_body_bytes=_positive(_get(api, "api.max_body_bytes", int, 1024 * 1024), "api.max_body_bytes"),
+            max_batch=_positive(_get(api, "api.max_batch", int, 100), "api.max_batch"),
+        ),
+        directory=DirectorySettings(path=_resolve(base_dir, Path(_get(directory, "directory.path", str)))),
+        delivery=DeliverySettings(
+            max_attempts=_positive(_get(delivery, "delivery.max_attempts", int, 8), "delivery.max_attempts"),
+            backoff_base=float(_get(delivery, "delivery.backoff_base", (int, float), 1.0)),
+            backoff_max=float(_get(delivery, "delivery.backoff_max", (int, float), 60.0)),
+            concurrency=_positive(_get(delivery, "delivery.concurrency", int, 16), "delivery.concurrency"),
+            duplicate_check_interval=_get(delivery, "delivery.duplicate_check_interval", int, 1800),
+        ),
+        logging=LoggingSettings(level=level, format=fmt),
+    )
+
+
+_MISSING = object()
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return value
+
+
+def _get(section: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
+    name = key.rsplit(".", 1)[1]
+    if name not in section:
+        if default is _MISSING:
+            raise ConfigError(f"{key} is required")
+        return default
+    value = section[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        raise ConfigError(f"{key} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    return value
+
+
+def _positive(value: int, key: str) -> int:
+    if value <= 0:
+        raise ConfigError(f"{key} must be positive")
+    return value
+
+
+def _port(value: int, key: str) -> int:
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{key} must be a TCP port (0-65535)")
+    return value
+
+
+def _resolve(base_dir: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base_dir / path

@@ -1,0 +1,97 @@
+"""The demo: the bot and the built-in WeCom simulator in one process, on the fictional district."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from bot.app import create_app
+from bot.config import Settings, load_settings
+from bot.directory import Directory, load_directory_file
+from bot.logs import setup_logging
+from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+DEMO_CONFIG = DEMO_DIR / "config.toml"
+DEMO_INSTRUCTION = DEMO_DIR / "instruction.json"
+_LOGGER = logging.getLogger(__name__)
+
+
+def seed_simulator(sim: Simulator, directory: Directory) -> None:
+    """Give the simulated corp the people, app chats and robots that the directory names."""
+    for person in directory.people.values():
+        sim.add_user(person.userid, person.name)
+    for group in directory.groups.values():
+        if group.kind == "appchat":
+            sim.add_appchat(group.address, group.name, list(group.members), owner=None)
+        else:
+            sim.add_robot(group.address, group.name, list(group.members))
+
+
+def simulator_config_for(settings: Settings, callback_url: str | None) -> SimulatorConfig:
+    """A simulator that accepts exactly the credentials the bot is configured with."""
+    w = settings.wecom
+    return SimulatorConfig(corp_id=w.corp_id, corp_secret=w.corp_secret, agent_id=w.agent_id, token=w.token,
+                           encoding_aes_key=w.encoding_aes_key, callback_url=callback_url)
+
+
+def demo_curl(settings: Settings) -> str:
+    body = json.dumps(json.loads(DEMO_INSTRUCTION.read_text(encoding="utf-8")), ensure_ascii=False)
+    return (
+        f"curl -sS -X POST {settings.public_url}/api/v1/instructions \\\n"
+        f"  -H 'Authorization: Bearer {settings.api.tokens[0]}' -H 'Content-Type: application/json' \\\n"
+        f"  -d '{body}'"
+    )
+
+
+async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081) -> None:
+    settings = load_settings(DEMO_CONFIG)
+    setup_logging(settings.logging.level, settings.logging.format)
+    directory = load_directory_file(settings.directory.path)
+    sim_url = f"http://{sim_host}:{sim_port}"
+    sim = Simulator(simulator_config_for(settings, f"{settings.public_url}/wecom/callback"))
+    seed_simulator(sim, directory)
+
+    runners = []
+    try:
+        for app, host, port in (
+            (create_simulator_app(sim), sim_host, sim_port),
+            (create_app(settings), settings.server.host, settings.server.port),
+        ):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            runners.append(runner)
+        print(_banner(settings, sim_url, directory), flush=True)
+        await asyncio.Event().wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
+def _banner(settings: Settings, sim_url: str, directory: Directory) -> str:
+    stations = "、".join(f"{s.name}({s.code})" for s in directory.stations.values())
+    return f"""
+================ Quanzu 劝阻 demo ================
+Bot (intake API)      {settings.public_url}   token: {settings.api.tokens[0]}
+WeCom simulator       {sim_url}/cgi-bin/   (what WeCom received: {sim_url}/_sim/messages)
+Database              {settings.database.path}
+District              {directory.center_name}: {stations}; {len(directory.grids)} grids, {len(directory.people)} people
+
+Submit the sample instruction (a high-risk 冒充公检法 warning for grid DM-01):
+
+{demo_curl(settings)}
+
+Then see what the station group and the assignees received:
+
+curl -sS '{sim_url}/_sim/messages?chatid=dmstation'
+curl -sS '{sim_url}/_sim/messages?user=liuhong'
+curl -sS -H 'Authorization: Bearer {settings.api.tokens[0]}' {settings.public_url}/api/v1/instructions/1
+
+Health {settings.public_url}/healthz · metrics {settings.public_url}/metrics · Ctrl+C stops.
+==================================================
+"""

@@ -1,0 +1,161 @@
+"""The directory: stations, grids, people and WeCom groups, read from a TOML file.
+
+The file is imported into the database (`python bot.py directory import`), and the running bot
+routes from an in-memory snapshot of what the database holds.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.models import ROLES
+
+
+class DirectoryError(ValueError):
+    """The directory file is inconsistent; the message says where."""
+
+
+@dataclass(frozen=True)
+class ChatGroup:
+    code: str
+    name: str
+    kind: str  # appchat | webhook
+    address: str  # chatid or webhook key
+    members: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Station:
+    code: str
+    name: str
+    group_code: str | None
+    leader: str | None
+    duty_officer: str | None
+
+
+@dataclass(frozen=True)
+class Grid:
+    code: str
+    name: str
+    station_code: str
+
+
+@dataclass(frozen=True)
+class Person:
+    userid: str
+    name: str
+    role: str
+    station_code: str | None = None
+    grid_code: str | None = None
+    mobile: str | None = None
+
+
+@dataclass(frozen=True)
+class Directory:
+    center_name: str = "反诈中心"
+    fallback_group: str | None = None  # where unroutable instructions and delivery failures go
+    stations: dict[str, Station] = field(default_factory=dict)
+    grids: dict[str, Grid] = field(default_factory=dict)
+    people: dict[str, Person] = field(default_factory=dict)
+    groups: dict[str, ChatGroup] = field(default_factory=dict)
+
+    def grid_workers(self, grid_code: str) -> list[Person]:
+        return [p for p in self.people.values() if p.role == "grid_worker" and p.grid_code == grid_code]
+
+    def group(self, code: str | None) -> ChatGroup | None:
+        return self.groups.get(code) if code else None
+
+
+def load_directory_file(path: str | Path) -> Directory:
+    """Parse and check a directory TOML file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise DirectoryError(f"directory file not found: {path}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise DirectoryError(f"{path}: not valid TOML: {err}") from err
+    return parse_directory(raw)
+
+
+def parse_directory(raw: dict[str, Any]) -> Directory:
+    center = raw.get("center", {})
+    groups = {}
+    for i, g in enumerate(raw.get("groups", [])):
+        where = f"groups[{i}]"
+        kind = _str(g, "kind", where)
+        if kind not in ("appchat", "webhook"):
+            raise DirectoryError(f"{where}.kind must be appchat or webhook")
+        address = _str(g, "chatid" if kind == "appchat" else "webhook_key", where)
+        code = _str(g, "code", where)
+        groups[code] = ChatGroup(code, _str(g, "name", where), kind, address, tuple(g.get("members", ())))
+
+    stations = {}
+    for i, s in enumerate(raw.get("stations", [])):
+        where = f"stations[{i}]"
+        st = Station(
+            code=_str(s, "code", where),
+            name=_str(s, "name", where),
+            group_code=s.get("group"),
+            leader=s.get("leader"),
+            duty_officer=s.get("duty_officer"),
+        )
+        if st.group_code and st.group_code not in groups:
+            raise DirectoryError(f"{where}.group {st.group_code!r} is not a known group code")
+        stations[st.code] = st
+
+    grids = {}
+    for i, g in enumerate(raw.get("grids", [])):
+        where = f"grids[{i}]"
+        grid = Grid(_str(g, "code", where), _str(g, "name", where), _str(g, "station", where))
+        if grid.station_code not in stations:
+            raise DirectoryError(f"{where}.station {grid.station_code!r} is not a known station")
+        grids[grid.code] = grid
+
+    people = {}
+    for i, p in enumerate(raw.get("people", [])):
+        where = f"people[{i}]"
+        person = Person(
+            userid=_str(p, "userid", where),
+            name=_str(p, "name", where),
+            role=_str(p, "role", where),
+            station_code=p.get("station"),
+            grid_code=p.get("grid"),
+            mobile=p.get("mobile"),
+        )
+        if person.role not in ROLES:
+            raise DirectoryError(f"{where}.role must be one of {', '.join(ROLES)}")
+        if person.station_code and person.station_code not in stations:
+            raise DirectoryError(f"{where}.station {person.station_code!r} is not a known station")
+        if person.grid_code and person.grid_code not in grids:
+            raise DirectoryError(f"{where}.grid {person.grid_code!r} is not a known grid")
+        if person.role == "grid_worker" and not person.grid_code:
+            raise DirectoryError(f"{where}: a grid_worker needs a grid")
+        people[person.userid] = person
+
+    for st in stations.values():
+        for key, userid in (("leader", st.leader), ("duty_officer", st.duty_officer)):
+            if userid and userid not in people:
+                raise DirectoryError(f"station {st.code}.{key} {userid!r} is not in [[people]]")
+
+    fallback = center.get("fallback_group")
+    if fallback and fallback not in groups:
+        raise DirectoryError(f"center.fallback_group {fallback!r} is not a known group code")
+    return Directory(
+        center_name=center.get("name", "反诈中心"),
+        fallback_group=fallback,
+        stations=stations,
+        grids=grids,
+        people=people,
+        groups=groups,
+    )
+
+
+def _str(table: dict[str, Any], key: str, where: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise DirectoryError(f"{where}.{key} is required and must be a non-empty string")
+    return value.strip()

@@ -1,0 +1,110 @@
+"""Domain records passed between the intake, routing, storage and delivery layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RISK_LEVELS = ("high", "medium", "low")
+RISK_PRIORITY = {"high": 0, "medium": 1, "low": 2}
+RISK_LABELS = {"high": "高风险", "medium": "中风险", "low": "低风险"}
+ROLES = ("grid_worker", "officer", "station_leader", "center")
+ROLE_LABELS = {"grid_worker": "网格员", "officer": "民警", "station_leader": "所领导", "center": "反诈中心"}
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    phone: str
+    id_number: str | None = None
+    address: str | None = None
+    age: int | None = None
+
+
+@dataclass(frozen=True)
+class NewInstruction:
+    """A validated instruction from the center, not yet stored."""
+
+    instruction_no: str
+    issued_at: float
+    warning_type: str
+    fraud_type: str
+    risk_level: str
+    target: Target
+    station_code: str
+    grid_code: str | None
+    summary: str
+    amount_at_risk: float | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """A stored instruction."""
+
+    id: int
+    instruction_no: str
+    issued_at: float
+    received_at: float
+    warning_type: str
+    fraud_type: str
+    risk_level: str
+    target: Target
+    station_code: str
+    grid_code: str | None
+    routed_station: str | None
+    routed_grid: str | None
+    needs_assignment: bool
+    summary: str
+    amount_at_risk: float | None
+    state: str
+    delivery_failed: bool
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One WeCom API call to make: who gets it, through which channel, and the exact body."""
+
+    purpose: str
+    channel: str  # app | appchat | webhook
+    address: str
+    label: str
+    body: dict[str, Any]
+    rate_keys: tuple[str, ...]
+    priority: int
+    task_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    instruction_id: int | None
+    purpose: str
+    channel: str
+    address: str
+    label: str
+    body: str
+    rate_keys: tuple[str, ...]
+    priority: int
+    state: str
+    attempts: int
+    created_at: float
+    task_id: str | None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    action: str
+    actor: str
+    channel: str
+    from_state: str | None = None
+    to_state: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    id: int
+    instruction_no: str
+    created: bool  # False: the center sent this instruction_no before
+    state: str

@@ -1,0 +1,221 @@
+"""The delivery worker: sends outbox rows to WeCom, at most once per row as WeCom sees it.
+
+The database is the queue. An in-memory event only wakes the worker early; on start it takes back
+rows a previous process had claimed and rebuilds the rate-limit windows from the send history.
+Order: most urgent risk first, then oldest.
+
+Exactly-once: a row is claimed (state 'sending', committed) before its HTTP call and marked sent
+after. A crash in between leaves the row claimed; it is re-sent byte for byte, and for personal
+cards WeCom's duplicate check (and the card's unique task_id) keeps the person from seeing it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from bot.config import DeliverySettings
+from bot.directory import Directory
+from bot.dispatch import DispatchPlanner
+from bot.metrics import Metrics
+from bot.models import RISK_LABELS, AuditEvent, OutboxRow
+from bot.ratelimit import SendLimiter
+from bot.render import Renderer
+from bot.wecom import WeComClient, WeComError, WeComRejected, WeComRetryable, WeComTokenError
+from bot.wecom.client import invalid_users
+from storage import Storage
+
+_LOGGER = logging.getLogger(__name__)
+_FETCH = 200
+_PURPOSE_LABELS = {
+    "station_notice": "派出所群通知",
+    "assignee_card": "个人任务卡片",
+    "fallback_notice": "中心人工指派通知",
+    "failure_notice": "推送失败通知",
+}
+_TASK_ID_EXISTS = 42014
+
+
+class DeliveryWorker:
+    """Background sender of due outbox rows, with retries, limits and failure reporting."""
+
+    def __init__(self, storage: Storage, client: WeComClient, settings: DeliverySettings, metrics: Metrics,
+                 renderer: Renderer, planner: Callable[[], DispatchPlanner],
+                 clock: Callable[[], float] = time.time, limiter: SendLimiter | None = None) -> None:
+        self._storage = storage
+        self._client = client
+        self._settings = settings
+        self._metrics = metrics
+        self._renderer = renderer
+        self._planner = planner
+        self._clock = clock
+        self._limiter = limiter or SendLimiter()
+        self._wakeup = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        released = await self._storage.release_claims()
+        if released:
+            _LOGGER.warning("re-queued %d messages claimed before the last shutdown", released)
+        for at, keys in await self._storage.recent_attempts(self._clock() - 86400):
+            self._limiter.record(keys, at)
+        self._loop_task = asyncio.create_task(self._run(), name="outbox-worker")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        if self._inflight:
+            # Let in-flight sends record their result; anything cut off stays claimed for the next start.
+            await asyncio.wait(self._inflight, timeout=grace)
+            for task in self._inflight:
+                task.cancel()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self._pump()
+                if not busy:
+                    await self._sleep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _LOGGER.exception("outbox worker iteration failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def _pump(self) -> bool:
+        """Claim and start what may go now; True if it did anything (so look again at once)."""
+        self._wakeup.clear()
+        free = self._settings.concurrency - len(self._inflight)
+        if free <= 0:
+            return False
+        now = self._clock()
+        rows = await self._storage.due_outbox(now, _FETCH)
+        deferrals: list[tuple[int, float]] = []
+        claims: list[OutboxRow] = []
+        for row in rows:
+            if len(claims) >= free:
+                break
+            at = self._limiter.earliest(row.rate_keys, now)
+            if at > now:
+                deferrals.append((row.id, at))
+                continue
+            self._limiter.record(row.rate_keys, now)
+            claims.append(row)
+        await self._storage.defer(deferrals)
+        await self._storage.claim([r.id for r in claims], now)
+        for row in claims:
+            task = asyncio.create_task(self._deliver(_claimed(row)), name=f"deliver-{row.id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._send_done)
+        return bool(claims or deferrals)
+
+    def _send_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wakeup.set()
+
+    async def _sleep(self) -> None:
+        timeout = None
+        if len(self._inflight) < self._settings.concurrency:
+            next_due = await self._storage.next_due_at()
+            if next_due is not None:
+                timeout = max(0.0, next_due - self._clock())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        try:
+            note = await self._send(row)
+        except WeComError as err:
+            await self._failed_attempt(row, err)
+        except Exception as err:
+            _LOGGER.exception("unexpected error sending outbox row %d", row.id)
+            await self._failed_attempt(row, WeComRetryable(None, f"{type(err).__name__}: {err}"))
+        else:
+            await self._delivered(row, note)
+
+    async def _send(self, row: OutboxRow) -> str | None:
+        """Make the WeCom call; returns a note for the trace, raises WeComError."""
+        try:
+            if row.channel == "app":
+                payload = await self._client.send_message(row.body)
+                if row.address.lower() in [u.lower() for u in invalid_users(payload)]:
+                    raise WeComRejected(None, f"企业微信不认识用户 {row.address}（invaliduser）")
+            elif row.channel == "appchat":
+                await self._client.send_appchat(row.body)
+            else:
+                await self._client.send_webhook(row.address, row.body)
+        except WeComRejected as err:
+            if err.errcode == _TASK_ID_EXISTS and row.task_id and row.attempts > 1:
+                # An earlier attempt of this very row reached WeCom: the card is there already.
+                return "卡片 task_id 已存在，前次推送已送达"
+            raise
+        return None
+
+    async def _delivered(self, row: OutboxRow, note: str | None) -> None:
+        now = self._clock()
+        remaining = await self._storage.mark_sent(row, now, None, None, note)
+        self._metrics.messages_sent.labels(row.channel, row.purpose).inc()
+        self._metrics.delivery_latency.labels(row.purpose).observe(max(0.0, now - row.created_at))
+        _LOGGER.info("delivered", extra={"outbox_id": row.id, "purpose": row.purpose, "to": row.label,
+                                         "instruction_id": row.instruction_id, "attempts": row.attempts})
+        if row.instruction_id is not None and remaining == 0 and row.purpose in ("station_notice", "assignee_card"):
+            event = AuditEvent("dispatched", "system", "outbox", "received", "dispatched")
+            await self._storage.transition(row.instruction_id, "received", event, now)
+
+    async def _failed_attempt(self, row: OutboxRow, err: WeComError) -> None:
+        now = self._clock()
+        kind = type(err).__name__
+        self._metrics.send_errors.labels(kind).inc()
+        error = f"{kind} {err}"
+        retryable = isinstance(err, WeComRetryable | WeComTokenError)
+        if retryable and row.attempts < self._settings.max_attempts:
+            delay = getattr(err, "retry_after", None) or min(
+                self._settings.backoff_base * 2 ** (row.attempts - 1), self._settings.backoff_max
+            )
+            _LOGGER.warning("send failed, retrying", extra={"outbox_id": row.id, "error": error,
+                                                           "attempts": row.attempts, "retry_in": delay})
+            await self._storage.mark_retry(row.id, now + delay, error)
+            return
+        _LOGGER.error("send failed for good", extra={"outbox_id": row.id, "purpose": row.purpose,
+                                                     "to": row.label, "error": error, "attempts": row.attempts})
+        await self._storage.mark_failed(row, now, error)
+        self._metrics.messages_failed.labels(row.channel, row.purpose).inc()
+        if row.purpose != "failure_notice":
+            await self._report_failure(row, error, now)
+
+    async def _report_failure(self, row: OutboxRow, error: str, now: float) -> None:
+        planner = self._planner()
+        directory: Directory = planner.directory
+        group = directory.group(directory.fallback_group)
+        if group is None:
+            _LOGGER.error("no center fallback group configured to report a failed delivery")
+            return
+        instruction = await self._storage.get_instruction(row.instruction_id) if row.instruction_id else None
+        context: dict[str, Any] = {
+            "i": instruction,
+            "recipient": row.label,
+            "purpose_label": _PURPOSE_LABELS.get(row.purpose, row.purpose),
+            "error": error,
+            "attempts": row.attempts,
+            "risk_label": RISK_LABELS[instruction.risk_level] if instruction else "",
+        }
+        content = self._renderer.text("wecom/delivery_failed.md.j2", **context)
+        message = planner.group_markdown(group, content, "failure_notice", priority=0)
+        await self._storage.enqueue(row.instruction_id, [message], now)
+        self.wake()
+
+
+def _claimed(row: OutboxRow) -> OutboxRow:
+    """The row as claim() left it: one more attempt."""
+    return replace(row, state="sending", attempts=row.attempts + 1)

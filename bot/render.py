@@ -1,0 +1,77 @@
+"""Jinja2 rendering of everything a person reads. The texts themselves live in templates/."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from bot.masking import mask_id_number, mask_name, mask_phone
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# Characters that WeCom markdown would interpret (formatting, links, <@userid> mentions, <font>):
+# shown as their full-width twins so that text from the center is displayed, never executed.
+_MARKDOWN_ESCAPES = str.maketrans({
+    "<": "＜", ">": "＞", "[": "［", "]": "］", "*": "＊", "_": "＿", "`": "｀", "#": "＃",
+    "\n": " ", "\r": " ",
+})
+
+
+def escape_markdown(value: Any) -> str:
+    return str(value).translate(_MARKDOWN_ESCAPES)
+
+
+def beijing_time(epoch: float, fmt: str = "%m-%d %H:%M:%S") -> str:
+    return datetime.fromtimestamp(epoch, SHANGHAI).strftime(fmt)
+
+
+def format_yuan(amount: float) -> str:
+    """100000 → 10万元, 35000 → 3.5万元, 800 → 800元."""
+    if amount >= 10000:
+        wan = amount / 10000
+        text = f"{wan:.2f}".rstrip("0").rstrip(".")
+        return f"{text}万元"
+    return f"{amount:.2f}".rstrip("0").rstrip(".") + "元"
+
+
+def fit_bytes(text: str, limit: int) -> str:
+    """Cut text to at most limit UTF-8 bytes on a character boundary, marking the cut."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    marker = "…（内容过长已截断）"
+    cut = data[: limit - len(marker.encode("utf-8"))].decode("utf-8", errors="ignore")
+    return cut + marker
+
+
+class Renderer:
+    """Renders templates/ with the project's filters."""
+
+    def __init__(self, templates_dir: Path = TEMPLATES_DIR) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(templates_dir),
+            autoescape=False,  # output is markdown/JSON, escaped by the md and tojson filters
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+        )
+        self.env.filters.update(
+            md=escape_markdown,
+            mask_name=mask_name,
+            mask_phone=mask_phone,
+            mask_id=mask_id_number,
+            bjtime=beijing_time,
+            yuan=format_yuan,
+        )
+        self.env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
+
+    def text(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context).strip()
+
+    def json(self, name: str, **context: Any) -> dict[str, Any]:
+        return json.loads(self.env.get_template(name).render(**context))

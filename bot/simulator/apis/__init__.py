@@ -1,0 +1,34 @@
+"""The WeCom APIs the simulator answers, by name as they appear under /cgi-bin/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from . import appchat, message, token, webhook
+
+if TYPE_CHECKING:
+    from ..simulator import Simulator
+
+Handler = Callable[["Simulator", Mapping[str, str], dict], dict]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API: HTTP method, whether it needs an access_token, and its handler."""
+
+    method: Literal["GET", "POST"]
+    needs_token: bool
+    handler: Handler
+
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "gettoken": Endpoint("GET", False, token.gettoken),
+    "message/send": Endpoint("POST", True, message.send),
+    "message/update_template_card": Endpoint("POST", True, message.update_template_card),
+    "appchat/create": Endpoint("POST", True, appchat.create),
+    "appchat/get": Endpoint("GET", True, appchat.get),
+    "appchat/send": Endpoint("POST", True, appchat.send),
+    "webhook/send": Endpoint("POST", False, webhook.send),
+}

@@ -1,0 +1,42 @@
+"""Settings of the simulated WeCom corp, app and callback endpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9]{1,32}")
+_AES_KEY_RE = re.compile(r"[A-Za-z0-9]{43}")
+
+
+@dataclass
+class SimulatorConfig:
+    """The corp, app and callback settings that WeCom would hold for a self-built app."""
+
+    corp_id: str = "wwdemo0000000001"
+    corp_secret: str = "demo-secret"
+    agent_id: int = 1000002
+    token: str = "QuanzuDemoToken"
+    encoding_aes_key: str = "QuanzuDemoEncodingAesKey0123456789abcdefgh0"
+    callback_url: str | None = None
+    token_ttl: int = 7200
+    callback_timeout: float = 5.0
+    callback_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if not _TOKEN_RE.fullmatch(self.token):
+            raise ValueError("token must be 1..32 characters from [A-Za-z0-9]")
+        if not _AES_KEY_RE.fullmatch(self.encoding_aes_key):
+            raise ValueError("encoding_aes_key must be exactly 43 characters from [A-Za-z0-9]")
+        try:
+            key = base64.b64decode(self.encoding_aes_key + "=", validate=True)
+        except binascii.Error as err:
+            raise ValueError("encoding_aes_key is not valid base64") from err
+        if len(key) != 32:
+            raise ValueError("encoding_aes_key must decode to 32 bytes")
+        if self.token_ttl <= 0:
+            raise ValueError("token_ttl must be positive")
+        if self.callback_timeout <= 0 or self.callback_retries < 0:
+            raise ValueError("callback_timeout must be positive and callback_retries non-negative")

@@ -1,0 +1,208 @@
+"""JSON endpoints under /_sim/ to inspect and steer the simulator (tests, demo, benchmarks)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from aiohttp import web
+
+from .keys import SIMULATOR_KEY
+from .simulator import Simulator
+
+_CARD_EVENTS = ("template_card_event", "template_card_menu_event")
+
+routes = web.RouteTableDef()
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the /_sim/ endpoints on `app`."""
+    app.router.add_routes(routes)
+
+
+@routes.get("/_sim/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    """Recorded messages, filtered by api, user, chatid, robot and since=<seq>."""
+    query = request.query
+    since = query.get("since")
+    if since is not None and not since.lstrip("-").isdigit():
+        _bad_request("since must be an integer sequence number")
+    messages = _sim(request).log.query(
+        api=query.get("api"),
+        user=query.get("user"),
+        chatid=query.get("chatid"),
+        robot=query.get("robot"),
+        since=int(since) if since is not None else None,
+    )
+    return web.json_response({"messages": messages})
+
+
+@routes.delete("/_sim/messages")
+async def clear_messages(request: web.Request) -> web.Response:
+    """Forget recorded messages."""
+    sim = _sim(request)
+    count = len(sim.messages)
+    sim.clear_messages()
+    return web.json_response({"cleared": count})
+
+
+@routes.get("/_sim/stats")
+async def stats(request: web.Request) -> web.Response:
+    """Calls per API and errors per errcode."""
+    return web.json_response(_sim(request).stats.snapshot())
+
+
+@routes.get("/_sim/faults")
+async def list_faults(request: web.Request) -> web.Response:
+    """Faults still waiting to hit."""
+    return web.json_response({"faults": _sim(request).faults})
+
+
+@routes.post("/_sim/faults")
+async def add_fault(request: web.Request) -> web.Response:
+    """Inject a fault: {"api", "errcode" | "http_status", "times"}."""
+    body = await _body(request)
+    sim = _sim(request)
+    try:
+        sim.add_fault(
+            str(body.get("api", "")),
+            errcode=_int_or_none(body.get("errcode"), "errcode"),
+            http_status=_int_or_none(body.get("http_status"), "http_status"),
+            times=_int_or_none(body.get("times", 1), "times") or 0,
+        )
+    except ValueError as err:
+        _bad_request(str(err))
+    return web.json_response({"faults": sim.faults})
+
+
+@routes.delete("/_sim/faults")
+async def clear_faults(request: web.Request) -> web.Response:
+    """Drop every injected fault."""
+    _sim(request).clear_faults()
+    return web.json_response({"faults": []})
+
+
+@routes.post("/_sim/tokens/revoke")
+async def revoke_tokens(request: web.Request) -> web.Response:
+    """Invalidate all access tokens early."""
+    _sim(request).revoke_tokens()
+    return web.json_response({"revoked": True})
+
+
+@routes.get("/_sim/clock")
+async def get_clock(request: web.Request) -> web.Response:
+    """The simulator's current time."""
+    return web.json_response({"now": _sim(request).clock.now()})
+
+
+@routes.post("/_sim/clock")
+async def advance_clock(request: web.Request) -> web.Response:
+    """Move the simulator clock forward: {"advance": seconds}."""
+    body = await _body(request)
+    seconds = body.get("advance")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        _bad_request("advance must be a non-negative number of seconds")
+    sim = _sim(request)
+    sim.clock.advance(seconds)
+    return web.json_response({"now": sim.clock.now()})
+
+
+@routes.get("/_sim/directory")
+async def directory(request: web.Request) -> web.Response:
+    """Members, app chats (with members) and robots."""
+    return web.json_response(_sim(request).directory.snapshot())
+
+
+@routes.get("/_sim/cards")
+async def cards(request: web.Request) -> web.Response:
+    """Cards as each member currently sees them; filters user= and task_id=."""
+    views = _sim(request).cards.views(user=request.query.get("user"), task_id=request.query.get("task_id"))
+    return web.json_response({"cards": views})
+
+
+@routes.post("/_sim/callback")
+async def send_callback(request: web.Request) -> web.Response:
+    """Send a signed, encrypted text message or card event to the bot's callback URL."""
+    body = await _body(request)
+    sim = _sim(request)
+    _require_callback_url(sim)
+    kind = body.get("type")
+    sender = _text(body, "from")
+    if kind == "text":
+        result = await sim.send_text(sender, _text(body, "content"))
+    elif kind in _CARD_EVENTS:
+        card_type = body.get("card_type")
+        if card_type is None and sim.cards.task(_text(body, "task_id")) is None:
+            _bad_request("card_type is required for a task the simulator did not send")
+        result = await sim.click_card(
+            sender,
+            _text(body, "task_id"),
+            _text(body, "event_key"),
+            card_type=card_type,
+            selected_items=_selected_items(body.get("selected_items", [])),
+            event=kind,
+        )
+    else:
+        _bad_request(f"type must be 'text' or one of {_CARD_EVENTS}")
+    return web.json_response(result)
+
+
+@routes.post("/_sim/verify-callback")
+async def verify_callback(request: web.Request) -> web.Response:
+    """Run WeCom's URL verification GET against the callback URL."""
+    sim = _sim(request)
+    _require_callback_url(sim)
+    return web.json_response(await sim.verify_callback())
+
+
+def _sim(request: web.Request) -> Simulator:
+    return request.app[SIMULATOR_KEY]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except json.JSONDecodeError:
+        _bad_request("body must be JSON")
+    if not isinstance(body, dict):
+        _bad_request("body must be a JSON object")
+    return body
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        _bad_request(f"{key} must be a non-empty string")
+    return value
+
+
+def _int_or_none(value: object, name: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        _bad_request(f"{name} must be an integer")
+    return value
+
+
+def _selected_items(items: object) -> list[dict[str, Any]]:
+    valid = isinstance(items, list) and all(
+        isinstance(item, dict)
+        and isinstance(item.get("question_key"), str)
+        and isinstance(item.get("option_ids"), list)
+        and all(isinstance(option, str) for option in item["option_ids"])
+        for item in items
+    )
+    if not valid:
+        _bad_request('selected_items must be [{"question_key": str, "option_ids": [str, ...]}, ...]')
+    return items
+
+
+def _require_callback_url(sim: Simulator) -> None:
+    if not sim.config.callback_url:
+        raise web.HTTPConflict(
+            text=json.dumps({"error": "callback_url is not configured"}), content_type="application/json"
+        )
+
+
+def _bad_request(message: str) -> NoReturn:
+    raise web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")

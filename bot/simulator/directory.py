@@ -1,0 +1,125 @@
+"""Who exists in the simulated corp: members, the app's group chats and group robots."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import ApiError
+
+_CHATID_RE = re.compile(r"[0-9A-Za-z]{1,32}")
+
+
+@dataclass
+class User:
+    """A corp member; userids are case-insensitive in WeCom."""
+
+    userid: str
+    name: str
+
+
+@dataclass
+class AppChat:
+    """A group chat created by the app."""
+
+    chatid: str
+    name: str
+    owner: str
+    members: list[str]
+
+
+@dataclass
+class Robot:
+    """A group robot reached by its webhook key."""
+
+    key: str
+    name: str
+    members: list[str] = field(default_factory=list)
+
+
+class Directory:
+    """Members, app chats and robots, with WeCom's rules for creating chats."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, User] = {}
+        self.chats: dict[str, AppChat] = {}
+        self.robots: dict[str, Robot] = {}
+
+    def add_user(self, userid: str, name: str) -> None:
+        """Add or rename a member."""
+        if not userid:
+            raise ValueError("userid must not be empty")
+        self.users[userid.lower()] = User(userid, name)
+
+    def resolve(self, userid: str) -> User | None:
+        """Find a member by userid, ignoring case."""
+        return self.users.get(userid.lower())
+
+    def all_userids(self) -> list[str]:
+        """Return every member's userid."""
+        return [user.userid for user in self.users.values()]
+
+    def create_chat(self, name: object, userlist: object, owner: object = None, chatid: object = None) -> AppChat:
+        """Validate and create an app chat as appchat/create does."""
+        if not isinstance(name, str) or not name or len(name) > 50:
+            raise ApiError(86004, "name must be 1..50 characters")
+        if not isinstance(userlist, list) or not all(isinstance(u, str) for u in userlist):
+            raise ApiError(40058, "userlist must be an array of userids")
+        members = _unique(self._member(userid) for userid in userlist)
+        if not 2 <= len(members) <= 2000:
+            raise ApiError(86006, "userlist must hold 2..2000 members")
+        if owner is None or owner == "":
+            owner_id = members[0]
+        elif isinstance(owner, str):
+            owner_id = self._member(owner)
+            if owner_id not in members:
+                raise ApiError(86207)
+        else:
+            raise ApiError(40058, "owner must be a userid")
+        if chatid is None or chatid == "":
+            chatid = secrets.token_hex(16)
+        elif not isinstance(chatid, str) or not _CHATID_RE.fullmatch(chatid):
+            raise ApiError(86001, "chatid must be 1..32 characters from [0-9a-zA-Z]")
+        if chatid in self.chats:
+            raise ApiError(86215)
+        chat = AppChat(chatid, name, owner_id, members)
+        self.chats[chatid] = chat
+        return chat
+
+    def chat(self, chatid: object) -> AppChat:
+        """Return an existing chat or raise WeCom's chatid error."""
+        if not isinstance(chatid, str) or not chatid:
+            raise ApiError(86201)
+        chat = self.chats.get(chatid)
+        if chat is None:
+            raise ApiError(86003)
+        return chat
+
+    def add_robot(self, key: str, name: str, members: Iterable[str] = ()) -> None:
+        """Add a group robot with the members of its group."""
+        if not key:
+            raise ValueError("robot key must not be empty")
+        self.robots[key] = Robot(key, name, list(members))
+
+    def snapshot(self) -> dict:
+        """Return users, chats and robots as JSON-ready data."""
+        return {
+            "users": [{"userid": u.userid, "name": u.name} for u in self.users.values()],
+            "appchats": [
+                {"chatid": c.chatid, "name": c.name, "owner": c.owner, "userlist": list(c.members)}
+                for c in self.chats.values()
+            ],
+            "robots": [{"key": r.key, "name": r.name, "members": list(r.members)} for r in self.robots.values()],
+        }
+
+    def _member(self, userid: str) -> str:
+        user = self.resolve(userid)
+        if user is None:
+            raise ApiError(86007, f"invalid chat member {userid.lower()}")
+        return user.userid
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))

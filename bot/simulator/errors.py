@@ -1,0 +1,77 @@
+"""WeCom error codes answered by the simulator and the exception that carries them."""
+
+from __future__ import annotations
+
+import secrets
+
+_TEXTS: dict[int, str] = {
+    -1: "system is busy",
+    40001: "invalid credential",
+    40008: "invalid message type",
+    40009: "invalid image size",
+    40013: "invalid corpid",
+    40014: "invalid access_token",
+    40056: "invalid agentid",
+    40058: "invalid Request Parameter",
+    41001: "access_token missing",
+    41002: "corpid missing",
+    41004: "corpsecret missing",
+    41006: "media_id missing",
+    41010: "url missing",
+    41011: "agentid missing",
+    41016: "title missing",
+    41033: "description missing",
+    42001: "access_token expired",
+    42014: "taskid has existed or empty or exceed max len",
+    42016: "task_id not exist",
+    42031: "invalid template_card.card_type",
+    42052: "response_code expired",
+    43012: "app needs a callback url",
+    44004: "empty content",
+    45002: "content size out of limit",
+    45008: "article count out of limit",
+    45009: "api freq out of limit",
+    45034: "url must start with a scheme",
+    60140: "invalid response_code",
+    81013: "user & party & tag all invalid",
+    82001: "All touser & toparty & totag invalid",
+    86001: "invalid chatid",
+    86003: "chatid not found",
+    86004: "invalid chat name",
+    86006: "chat member count out of range",
+    86007: "invalid chat member",
+    86201: "chatid required",
+    86207: "owner not in member list",
+    86215: "chatid already exists",
+    86220: "invalid msgtype for appchat",
+    93000: "invalid webhook url",
+    301002: "not allow operate another agent with this accesstoken.",
+    301019: "invalid md5",
+}
+
+
+def error_text(errcode: int) -> str:
+    """Return WeCom's short description of `errcode`."""
+    return _TEXTS.get(errcode, "simulated error")
+
+
+def format_errmsg(errcode: int, detail: str, remote: str | None) -> str:
+    """Render an errmsg the way WeCom does: text, hint, caller IP and a help link."""
+    hint = secrets.token_hex(8)
+    return (
+        f"{detail}, hint: [{hint}], from ip: {remote or '127.0.0.1'}, "
+        f"more info at https://open.work.weixin.qq.com/devtool/query?e={errcode}"
+    )
+
+
+class ApiError(Exception):
+    """A WeCom API failure answered as HTTP 200 with a non-zero errcode."""
+
+    def __init__(self, errcode: int, detail: str | None = None) -> None:
+        self.errcode = errcode
+        self.detail = detail or error_text(errcode)
+        super().__init__(f"{errcode}: {self.detail}")
+
+    def payload(self, remote: str | None = None) -> dict:
+        """Return the JSON object WeCom would answer with."""
+        return {"errcode": self.errcode, "errmsg": format_errmsg(self.errcode, self.detail, remote)}

@@ -1,0 +1,234 @@
+"""The simulated WeCom service: all state, the API dispatcher and the callback sender."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+
+from .apis import ENDPOINTS
+from .callback_xml import card_event, fields, passive_update, text_message
+from .callbacks import CallbackClient
+from .cards import CardBook
+from .clock import SimClock
+from .config import SimulatorConfig
+from .directory import Directory
+from .duplicates import DuplicateFilter
+from .errors import ApiError
+from .faults import ANY_API, FaultPlan
+from .limits import DailyLimit, Quota, WindowLimit
+from .records import MessageLog, Stats
+from .tokens import TokenStore
+
+_LOGGER = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """What one API call answers: normally HTTP 200 with a JSON payload."""
+
+    status: int
+    payload: dict[str, Any] | None = None
+    text: str | None = None
+
+
+class Simulator:
+    """In-memory WeCom: directory, tokens, messages, cards, limits, faults and callbacks."""
+
+    def __init__(self, config: SimulatorConfig | None = None, *, clock: SimClock | None = None) -> None:
+        self.config = config or SimulatorConfig()
+        self.clock = clock or SimClock()
+        self.directory = Directory()
+        self.tokens = TokenStore(self.config.token_ttl, self.clock)
+        self.cards = CardBook()
+        self.duplicates = DuplicateFilter()
+        self.log = MessageLog()
+        self.stats = Stats()
+        # Per member and app: 30/min and 1000/h for app messages; 200/min and 10,000/day in app chats.
+        self.app_quota = Quota(WindowLimit(30, 60), WindowLimit(1000, 3600))
+        self.chat_quota = Quota(WindowLimit(200, 60), DailyLimit(10_000))
+        self.robot_limit = WindowLimit(20, 60)
+        self._faults = FaultPlan()
+        self._callbacks = CallbackClient(self.config, self.clock)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Every successful message call so far, oldest first."""
+        return self.log.records
+
+    @property
+    def gettoken_calls(self) -> int:
+        """How many times gettoken was called."""
+        return self.stats.calls["gettoken"]
+
+    @property
+    def faults(self) -> list[dict[str, Any]]:
+        """Injected faults still waiting."""
+        return self._faults.pending()
+
+    def add_user(self, userid: str, name: str) -> None:
+        """Add a corp member."""
+        self.directory.add_user(userid, name)
+
+    def add_appchat(self, chatid: str, name: str, userlist: list[str], owner: str | None = None) -> None:
+        """Create an app group chat as appchat/create would; raise ValueError if WeCom would refuse."""
+        try:
+            self.directory.create_chat(name, list(userlist), owner, chatid)
+        except ApiError as err:
+            raise ValueError(str(err)) from err
+
+    def add_robot(self, key: str, name: str, members: Iterable[str] = ()) -> None:
+        """Add a group robot reachable at webhook/send?key=`key`."""
+        self.directory.add_robot(key, name, members)
+
+    def clear_messages(self) -> None:
+        """Forget recorded messages (users, chats and limits stay)."""
+        self.log.clear()
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every access token before it expires."""
+        self.tokens.revoke_all()
+
+    def add_fault(
+        self, api: str, *, errcode: int | None = None, http_status: int | None = None, times: int = 1
+    ) -> None:
+        """Make the next `times` calls of `api` ("*" for any) answer `errcode` or `http_status`."""
+        if api != ANY_API and api not in ENDPOINTS:
+            raise ValueError(f"unknown api {api!r}; expected one of {sorted(ENDPOINTS)} or '*'")
+        self._faults.add(api, errcode=errcode, http_status=http_status, times=times)
+
+    def clear_faults(self) -> None:
+        """Drop every injected fault."""
+        self._faults.clear()
+
+    def card(self, userid: str, task_id: str) -> dict[str, Any] | None:
+        """Return the card `userid` currently sees for `task_id`, if they received it."""
+        views = self.cards.views(user=userid, task_id=task_id)
+        return views[0]["card"] if views else None
+
+    def call(
+        self, api: str, query: Mapping[str, str], raw_body: bytes | None = None, *, remote: str | None = None
+    ) -> ApiResponse:
+        """Answer one API call: count it, apply faults, check the token, run the handler."""
+        endpoint = ENDPOINTS[api]
+        self.stats.count_call(api)
+        fault = self._faults.take(api)
+        try:
+            if fault is not None and fault.http_status is not None:
+                self.stats.count_http_error(fault.http_status)
+                return ApiResponse(fault.http_status, text=f"simulated fault: HTTP {fault.http_status}")
+            if fault is not None and fault.errcode is not None:
+                raise ApiError(fault.errcode)
+            if endpoint.needs_token:
+                self.tokens.check(query.get("access_token"))
+            body = _parse_body(raw_body) if endpoint.method == "POST" else {}
+            payload = endpoint.handler(self, query, body)
+        except ApiError as err:
+            self.stats.count_error(api, err.errcode)
+            _LOGGER.debug("%s answered %d: %s", api, err.errcode, err.detail)
+            return ApiResponse(200, err.payload(remote))
+        return ApiResponse(200, {"errcode": 0, "errmsg": "ok", **payload})
+
+    def attach_session(self, session: aiohttp.ClientSession | None) -> None:
+        """Use `session` for callbacks (the app does this); without one, each call opens its own."""
+        self._session = session
+
+    async def send_callback(self, plaintext_xml: str) -> dict[str, Any]:
+        """Sign, encrypt and POST a plaintext callback; apply a passive card-update reply."""
+        result = await self._with_session(lambda s: self._callbacks.deliver(s, plaintext_xml))
+        card_updated = bool(result.reply) and self._apply_passive_reply(plaintext_xml, result.reply)
+        return {**result.as_dict(), "card_updated": card_updated}
+
+    async def send_text(self, from_user: str, content: str) -> dict[str, Any]:
+        """Deliver a text message from `from_user` to the bot, as typed in the app's chat."""
+        msg_id = secrets.randbits(63) or 1
+        xml = text_message(
+            corp_id=self.config.corp_id,
+            from_user=from_user,
+            create_time=int(self.clock.now()),
+            content=content,
+            msg_id=msg_id,
+            agent_id=self.config.agent_id,
+        )
+        return {**await self.send_callback(xml), "msg_id": msg_id}
+
+    async def click_card(
+        self,
+        from_user: str,
+        task_id: str,
+        event_key: str,
+        *,
+        card_type: str | None = None,
+        selected_items: Iterable[Mapping[str, Any]] = (),
+        event: str = "template_card_event",
+    ) -> dict[str, Any]:
+        """Deliver a card click or submit from `from_user`, with a fresh response_code."""
+        task = self.cards.task(task_id)
+        card_type = card_type or (task.card_type if task else None)
+        if not card_type:
+            raise ValueError(f"card_type is needed for unknown task {task_id!r}")
+        now = self.clock.now()
+        response_code = self.cards.issue_code(task_id, now)
+        xml = card_event(
+            corp_id=self.config.corp_id,
+            from_user=from_user,
+            create_time=int(now),
+            event=event,
+            event_key=event_key,
+            task_id=task_id,
+            card_type=card_type,
+            response_code=response_code,
+            agent_id=self.config.agent_id,
+            selected_items=selected_items,
+        )
+        return {**await self.send_callback(xml), "response_code": response_code}
+
+    async def verify_callback(self) -> dict[str, Any]:
+        """Run WeCom's URL verification against the callback URL."""
+        return await self._with_session(self._callbacks.verify_url)
+
+    async def _with_session(self, op: Callable[[aiohttp.ClientSession], Awaitable[_T]]) -> _T:
+        if self._session is not None and not self._session.closed:
+            return await op(self._session)
+        async with aiohttp.ClientSession() as session:
+            return await op(session)
+
+    def _apply_passive_reply(self, plaintext_xml: str, reply_xml: str) -> bool:
+        try:
+            update = passive_update(reply_xml)
+        except ApiError as err:
+            _LOGGER.info("passive reply is not valid XML: %s", err.detail)
+            return False
+        if update is None:
+            return False
+        sent = fields(plaintext_xml)
+        task = self.cards.task(sent.get("TaskId", ""))
+        user = sent.get("FromUserName", "")
+        if task is None or not user:
+            _LOGGER.info("passive card update for an unknown task or user is ignored")
+            return False
+        kind, value = update
+        now = self.clock.now()
+        if kind == "button":
+            updated = self.cards.replace_button(task, [user], str(value), now, "passive_reply")
+        else:
+            updated = self.cards.apply(task, [user], dict(value), now, "passive_reply")
+        return bool(updated)
+
+
+def _parse_body(raw: bytes | None) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ApiError(40058, "request body is not valid JSON") from err
+    if not isinstance(body, dict):
+        raise ApiError(40058, "request body must be a JSON object")
+    return body

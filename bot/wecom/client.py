@@ -1,0 +1,135 @@
+"""Async WeCom API client on a shared aiohttp session.
+
+Tokens are cached and refreshed behind one in-flight request (gettoken is itself rate-limited);
+a rejected token (40014/42001/41001) is dropped and the call retried once with a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from bot.config import WeComSettings
+from bot.wecom.errors import WeComConfigError, WeComError, WeComTokenError, WeComUnavailable, error_for
+
+_LOGGER = logging.getLogger(__name__)
+_REFRESH_MARGIN = 300.0  # refresh five minutes before WeCom says the token expires
+
+
+class WeComClient:
+    """The calls Quanzu makes to WeCom. Bodies may be passed pre-serialised to send exact bytes."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: WeComSettings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._session = session
+        self._settings = settings
+        self._base = settings.api_base
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=settings.request_timeout)
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self._refreshing: asyncio.Task[str] | None = None
+        self.token_refreshes = 0
+
+    @property
+    def agent_id(self) -> int:
+        return self._settings.agent_id
+
+    async def access_token(self) -> str:
+        """A valid access token, fetching one if the cache is empty or near expiry."""
+        if self._token and self._clock() < self._token_expires_at:
+            return self._token
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._fetch_token())
+        # Shielded so one caller's cancellation does not cancel the refresh others wait on.
+        return await asyncio.shield(self._refreshing)
+
+    async def _fetch_token(self) -> str:
+        data = await self._request(
+            "GET", "gettoken",
+            params={"corpid": self._settings.corp_id, "corpsecret": self._settings.corp_secret},
+        )
+        token = data.get("access_token")
+        if not token:
+            raise WeComConfigError(None, "gettoken answered without access_token")
+        self._token = token
+        self._token_expires_at = self._clock() + max(float(data.get("expires_in", 7200)) - _REFRESH_MARGIN, 60.0)
+        self.token_refreshes += 1
+        _LOGGER.info("wecom access token refreshed", extra={"expires_in": data.get("expires_in")})
+        return token
+
+    def _drop_token(self, token: str) -> None:
+        if self._token == token:
+            self._token = None
+
+    async def call(self, method: str, path: str, body: dict[str, Any] | str | None = None,
+                   params: dict[str, str] | None = None) -> dict[str, Any]:
+        """Call an access-token API; one retry with a fresh token if WeCom rejects the token."""
+        for attempt in (1, 2):
+            token = await self.access_token()
+            try:
+                return await self._request(method, path, params={**(params or {}), "access_token": token},
+                                           body=body)
+            except WeComTokenError:
+                self._drop_token(token)
+                if attempt == 2:
+                    raise
+                _LOGGER.warning("wecom rejected the access token; fetching a new one", extra={"path": path})
+        raise AssertionError("unreachable")
+
+    async def _request(self, method: str, path: str, params: dict[str, str] | None = None,
+                       body: dict[str, Any] | str | None = None) -> dict[str, Any]:
+        data = None
+        if body is not None:
+            data = (body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)).encode("utf-8")
+        try:
+            async with self._session.request(
+                method, self._base + path, params=params, data=data, timeout=self._timeout,
+                headers={"Content-Type": "application/json; charset=utf-8"} if data is not None else None,
+            ) as resp:
+                if resp.status != 200:
+                    raise WeComUnavailable(None, f"HTTP {resp.status} from {path}")
+                payload = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise WeComUnavailable(None, f"{type(err).__name__} calling {path}: {err}") from err
+        except ValueError as err:  # a body that is not JSON
+            raise WeComUnavailable(None, f"non-JSON answer from {path}") from err
+        if not isinstance(payload, dict):
+            raise WeComUnavailable(None, f"unexpected answer from {path}")
+        errcode = payload.get("errcode", 0)
+        if errcode != 0:
+            raise error_for(int(errcode), str(payload.get("errmsg", "")))
+        return payload
+
+    async def send_message(self, body: dict[str, Any] | str) -> dict[str, Any]:
+        """message/send: an app message to people (text, markdown, template_card …)."""
+        return await self.call("POST", "message/send", body)
+
+    async def send_appchat(self, body: dict[str, Any] | str) -> dict[str, Any]:
+        """appchat/send: a message into a group chat created by this app."""
+        return await self.call("POST", "appchat/send", body)
+
+    async def send_webhook(self, key: str, body: dict[str, Any] | str) -> dict[str, Any]:
+        """webhook/send: a group robot message; needs no access token."""
+        return await self._request("POST", "webhook/send", params={"key": key}, body=body)
+
+    async def update_template_card(self, body: dict[str, Any] | str) -> dict[str, Any]:
+        """message/update_template_card: change a sent interaction card (single-use response_code)."""
+        return await self.call("POST", "message/update_template_card", body)
+
+
+def invalid_users(payload: dict[str, Any]) -> list[str]:
+    """The invaliduser field, which WeCom sends as "a|b" but sometimes as a JSON array."""
+    value = payload.get("invaliduser") or ""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [v for v in str(value).split("|") if v]
+
+
+__all__ = ["WeComClient", "WeComError", "invalid_users"]

@@ -1,0 +1,17 @@
+"""HTTP edges of the bot, all registered here."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers import directory, health, intake
+from handlers.errors import error_middleware
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_routes(intake.routes)
+    app.router.add_routes(directory.routes)
+    app.router.add_routes(health.routes)
+
+
+__all__ = ["error_middleware", "setup_routes"]

@@ -1,0 +1,93 @@
+"""The center's intake: POST /api/v1/instructions and GET /api/v1/instructions/{id}."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from bot.app import SERVICES
+from bot.render import SHANGHAI
+from handlers.auth import token_problem
+from handlers.responses import json_error, json_response
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/instructions")
+async def submit(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    services = request.app[SERVICES]
+    limit = services.settings.api.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return json_error(413, f"请求体过大（上限 {limit} 字节）")
+    try:
+        payload = await request.json(loads=json.loads)
+    except web.HTTPRequestEntityTooLarge:
+        return json_error(413, f"请求体过大（上限 {limit} 字节）")
+    except (ValueError, UnicodeDecodeError):
+        return json_error(400, "请求体不是合法的 JSON（UTF-8）")
+
+    if isinstance(payload, list):
+        max_batch = services.settings.api.max_batch
+        if not payload:
+            return json_error(400, "批量指令不能为空数组")
+        if len(payload) > max_batch:
+            return json_error(413, f"一次最多提交 {max_batch} 条指令，本次 {len(payload)} 条")
+        outcomes = await services.intake.submit(payload)
+        results = [{"index": n, "code": o.status, **o.body} for n, o in enumerate(outcomes)]
+        summary = {
+            "accepted": sum(o.status == 202 for o in outcomes),
+            "duplicates": sum(o.status == 200 for o in outcomes),
+            "rejected": sum(o.status == 400 for o in outcomes),
+        }
+        return json_response({**summary, "results": results})
+
+    (outcome,) = await services.intake.submit([payload])
+    return json_response(outcome.body, outcome.status)
+
+
+@routes.get("/api/v1/instructions/{id}")
+async def show(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    try:
+        instruction_id = int(request.match_info["id"])
+    except ValueError:
+        return json_error(404, "指令编号必须是数字")
+    storage = request.app[SERVICES].storage
+    instruction = await storage.get_instruction(instruction_id)
+    if instruction is None:
+        return json_error(404, f"指令 #{instruction_id} 不存在")
+    t = instruction.target
+    body: dict[str, Any] = {
+        "id": instruction.id,
+        "instruction_no": instruction.instruction_no,
+        "state": instruction.state,
+        "needs_assignment": instruction.needs_assignment,
+        "delivery_failed": instruction.delivery_failed,
+        "issued_at": iso(instruction.issued_at),
+        "received_at": iso(instruction.received_at),
+        "warning_type": instruction.warning_type,
+        "fraud_type": instruction.fraud_type,
+        "risk_level": instruction.risk_level,
+        "target": {"name": t.name, "phone": t.phone, "id_number": t.id_number, "address": t.address, "age": t.age},
+        "jurisdiction": {"station": instruction.station_code, "grid": instruction.grid_code},
+        "routed": {"station": instruction.routed_station, "grid": instruction.routed_grid},
+        "summary": instruction.summary,
+        "amount_at_risk": instruction.amount_at_risk,
+        "timeline": [{**e, "at": iso(e["at"])} for e in await storage.timeline(instruction_id)],
+        "deliveries": [
+            {**d, "created_at": iso(d["created_at"]), "sent_at": iso(d["sent_at"]) if d["sent_at"] else None}
+            for d in await storage.deliveries(instruction_id)
+        ],
+    }
+    return json_response(body)
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, SHANGHAI).isoformat(timespec="milliseconds")
+

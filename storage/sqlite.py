@@ -1,0 +1,455 @@
+"""SQLite backend (aiosqlite): the embedded default.
+
+One connection writes, behind an asyncio lock, in explicit transactions; WAL mode lets reads go on
+beside it. Intake requests that arrive while a write is in flight are committed together in the
+next transaction (group commit), so one fsync covers many instructions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.directory import ChatGroup, Directory, Grid, Person, Station
+from bot.models import (
+    AcceptResult,
+    AuditEvent,
+    Instruction,
+    NewInstruction,
+    OutboxMessage,
+    OutboxRow,
+    Target,
+)
+from storage.base import DispatchPlanner
+
+_LOGGER = logging.getLogger(__name__)
+
+_INSTRUCTION_COLUMNS = (
+    "id, instruction_no, issued_at, received_at, warning_type, fraud_type, risk_level, target_name, "
+    "target_phone, target_id_number, target_address, target_age, station_code, grid_code, routed_station, "
+    "routed_grid, needs_assignment, summary, amount_at_risk, state, delivery_failed"
+)
+_OUTBOX_COLUMNS = (
+    "id, instruction_id, purpose, channel, address, label, body, rate_keys, priority, state, attempts, "
+    "created_at, task_id"
+)
+# Rows the instruction counts as "dispatched" by: the station's notice and the personal cards.
+_DISPATCH_PURPOSES = ("station_notice", "assignee_card")
+
+
+@dataclass
+class _AcceptRequest:
+    items: Sequence[NewInstruction]
+    route: Callable[[NewInstruction], dict[str, Any]]
+    plan: DispatchPlanner
+    now: float
+    future: asyncio.Future[list[AcceptResult]]
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The numbered SQL migration scripts shipped with the package, in order."""
+    folder = resources.files("storage") / "migrations"
+    scripts = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            scripts.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
+    return sorted(scripts)
+
+
+class SQLiteStorage:
+    """Storage on one SQLite file."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._accepts: list[_AcceptRequest] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        db = self._conn
+        (version,) = await (await db.execute("PRAGMA user_version")).fetchone()
+        for number, script in migrations():
+            if number <= version:
+                continue
+            _LOGGER.info("applying migration %03d", number)
+            # executescript commits on its own; the version bump is part of the script's transaction
+            await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+        async with self._transaction() as tx:
+            await tx.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('instance_salt', ?)", (secrets.token_hex(3),)
+            )
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("storage is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def _transaction(self):
+        async with self._write_lock:
+            await self._begin_locked()
+            try:
+                yield self._conn
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def _begin_locked(self) -> None:
+        await self._conn.execute("BEGIN IMMEDIATE")
+
+    async def meta(self, key: str) -> str | None:
+        row = await (await self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,))).fetchone()
+        return row[0] if row else None
+
+    # -- directory -------------------------------------------------------------------------
+
+    async def replace_directory(self, directory: Directory) -> None:
+        async with self._transaction() as db:
+            # Stations and grids stay referenced by old instructions only by code, so they can be rewritten.
+            await db.execute("PRAGMA defer_foreign_keys=ON")
+            for table in ("people", "grids", "stations", "chat_groups"):
+                await db.execute(f"DELETE FROM {table}")
+            await db.executemany(
+                "INSERT INTO chat_groups(code, name, kind, address, members) VALUES (?, ?, ?, ?, ?)",
+                [(g.code, g.name, g.kind, g.address, json.dumps(g.members)) for g in directory.groups.values()],
+            )
+            await db.executemany(
+                "INSERT INTO stations(code, name, group_code, leader, duty_officer) VALUES (?, ?, ?, ?, ?)",
+                [(s.code, s.name, s.group_code, s.leader, s.duty_officer) for s in directory.stations.values()],
+            )
+            await db.executemany(
+                "INSERT INTO grids(code, name, station_code) VALUES (?, ?, ?)",
+                [(g.code, g.name, g.station_code) for g in directory.grids.values()],
+            )
+            await db.executemany(
+                "INSERT INTO people(userid, name, role, station_code, grid_code, mobile) VALUES (?, ?, ?, ?, ?, ?)",
+                [(p.userid, p.name, p.role, p.station_code, p.grid_code, p.mobile) for p in directory.people.values()],
+            )
+            await db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [("center_name", directory.center_name), ("fallback_group", directory.fallback_group or "")],
+            )
+
+    async def load_directory(self) -> Directory:
+        db = self._conn
+        groups = {
+            r["code"]: ChatGroup(r["code"], r["name"], r["kind"], r["address"], tuple(json.loads(r["members"])))
+            for r in await db.execute_fetchall("SELECT * FROM chat_groups")
+        }
+        stations = {
+            r["code"]: Station(r["code"], r["name"], r["group_code"], r["leader"], r["duty_officer"])
+            for r in await db.execute_fetchall("SELECT * FROM stations")
+        }
+        grids = {
+            r["code"]: Grid(r["code"], r["name"], r["station_code"])
+            for r in await db.execute_fetchall("SELECT * FROM grids")
+        }
+        people = {
+            r["userid"]: Person(r["userid"], r["name"], r["role"], r["station_code"], r["grid_code"], r["mobile"])
+            for r in await db.execute_fetchall("SELECT * FROM people")
+        }
+        return Directory(
+            center_name=await self.meta("center_name") or "反诈中心",
+            fallback_group=await self.meta("fallback_group") or None,
+            stations=stations,
+            grids=grids,
+            people=people,
+            groups=groups,
+        )
+
+    # -- instructions ----------------------------------------------------------------------
+
+    async def accept_instructions(
+        self,
+        items: Sequence[NewInstruction],
+        route: Callable[[NewInstruction], dict[str, Any]],
+        plan: DispatchPlanner,
+        now: float,
+    ) -> list[AcceptResult]:
+        """Store new instructions with their outbox rows and audit events, durably, before returning."""
+        request = _AcceptRequest(items, route, plan, now, asyncio.get_running_loop().create_future())
+        self._accepts.append(request)
+        async with self._write_lock:
+            if not request.future.done():
+                batch, self._accepts = self._accepts, []
+                # Shielded: a client hanging up must not abandon the other requests in this batch.
+                await asyncio.shield(self._commit_accepts(batch))
+        return await request.future
+
+    async def _commit_accepts(self, batch: list[_AcceptRequest]) -> None:
+        try:
+            await self._accept_in_transaction(batch)
+        except Exception:
+            if len(batch) == 1:
+                batch[0].future.set_exception(_fresh_exception())
+                _LOGGER.exception("storing an intake request failed")
+                return
+            _LOGGER.warning("group commit of %d intake requests failed; retrying one by one", len(batch))
+            for request in batch:
+                try:
+                    await self._accept_in_transaction([request])
+                except Exception:
+                    _LOGGER.exception("storing an intake request failed")
+                    request.future.set_exception(_fresh_exception())
+
+    async def _accept_in_transaction(self, batch: list[_AcceptRequest]) -> None:
+        db = self._conn
+        await self._begin_locked()
+        try:
+            outcomes = [[await self._accept_one(db, item, r) for item in r.items] for r in batch]
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")
+        for request, results in zip(batch, outcomes, strict=True):
+            request.future.set_result(results)
+
+    async def _accept_one(self, db: aiosqlite.Connection, item: NewInstruction, req: _AcceptRequest) -> AcceptResult:
+        row = await (
+            await db.execute("SELECT id, state FROM instructions WHERE instruction_no = ?", (item.instruction_no,))
+        ).fetchone()
+        if row is not None:
+            return AcceptResult(row["id"], item.instruction_no, created=False, state=row["state"])
+        routing = req.route(item)
+        t = item.target
+        cursor = await db.execute(
+            "INSERT INTO instructions(instruction_no, issued_at, received_at, warning_type, fraud_type, risk_level,"
+            " target_name, target_phone, target_id_number, target_address, target_age, station_code, grid_code,"
+            " routed_station, routed_grid, needs_assignment, summary, amount_at_risk, state, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)",
+            (
+                item.instruction_no, item.issued_at, req.now, item.warning_type, item.fraud_type, item.risk_level,
+                t.name, t.phone, t.id_number, t.address, t.age, item.station_code, item.grid_code,
+                routing["routed_station"], routing["routed_grid"], int(routing["needs_assignment"]),
+                item.summary, item.amount_at_risk, json.dumps(item.raw, ensure_ascii=False),
+            ),
+        )
+        instruction_id = cursor.lastrowid
+        instruction = Instruction(
+            id=instruction_id, instruction_no=item.instruction_no, issued_at=item.issued_at, received_at=req.now,
+            warning_type=item.warning_type, fraud_type=item.fraud_type, risk_level=item.risk_level, target=t,
+            station_code=item.station_code, grid_code=item.grid_code, routed_station=routing["routed_station"],
+            routed_grid=routing["routed_grid"], needs_assignment=bool(routing["needs_assignment"]),
+            summary=item.summary, amount_at_risk=item.amount_at_risk, state="received", delivery_failed=False,
+        )
+        messages, events = req.plan(instruction)
+        await self._insert_events(db, instruction_id, events, req.now)
+        await self._insert_outbox(db, instruction_id, messages, req.now)
+        return AcceptResult(instruction_id, item.instruction_no, created=True, state="received")
+
+    async def get_instruction(self, instruction_id: int) -> Instruction | None:
+        row = await (
+            await self._conn.execute(f"SELECT {_INSTRUCTION_COLUMNS} FROM instructions WHERE id = ?", (instruction_id,))
+        ).fetchone()
+        return _instruction(row) if row else None
+
+    async def timeline(self, instruction_id: int) -> list[dict[str, Any]]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT at, actor, channel, action, from_state, to_state, detail FROM events"
+            " WHERE instruction_id = ? ORDER BY id",
+            (instruction_id,),
+        )
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    async def deliveries(self, instruction_id: int) -> list[dict[str, Any]]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, purpose, channel, label, state, attempts, created_at, sent_at, last_error FROM outbox"
+            " WHERE instruction_id = ? ORDER BY id",
+            (instruction_id,),
+        )
+        return [dict(r) for r in rows]
+
+    async def transition(self, instruction_id: int, from_state: str, event: AuditEvent, now: float) -> bool:
+        """Move an instruction from from_state to event.to_state; False if it was no longer in from_state."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE instructions SET state = ? WHERE id = ? AND state = ?",
+                (event.to_state, instruction_id, from_state),
+            )
+            if cursor.rowcount == 0:
+                return False
+            await self._insert_events(db, instruction_id, [event], now)
+            return True
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    async def enqueue(self, instruction_id: int | None, messages: Sequence[OutboxMessage], now: float) -> None:
+        async with self._transaction() as db:
+            await self._insert_outbox(db, instruction_id, messages, now)
+
+    async def release_claims(self) -> int:
+        """After a restart: rows claimed by the previous process go back to pending (re-sent byte for byte)."""
+        async with self._transaction() as db:
+            cursor = await db.execute("UPDATE outbox SET state = 'pending' WHERE state = 'sending'")
+            return cursor.rowcount
+
+    async def due_outbox(self, now: float, limit: int) -> list[OutboxRow]:
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY priority, next_attempt_at, id LIMIT ?",
+            (now, limit),
+        )
+        return [_outbox_row(r) for r in rows]
+
+    async def next_due_at(self) -> float | None:
+        row = await (
+            await self._conn.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")
+        ).fetchone()
+        return row[0]
+
+    async def defer(self, deferrals: Sequence[tuple[int, float]]) -> None:
+        if not deferrals:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ?", [(at, rid) for rid, at in deferrals]
+            )
+
+    async def claim(self, row_ids: Sequence[int], now: float) -> None:
+        if not row_ids:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
+                [(now, rid) for rid in row_ids],
+            )
+
+    async def mark_sent(
+        self, row: OutboxRow, now: float, msgid: str | None, response_code: str | None, note: str | None
+    ) -> int:
+        """Record a delivery; returns how many dispatch rows of its instruction are still undelivered."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, msgid = ?, response_code = ?, last_error = ?"
+                " WHERE id = ?",
+                (now, msgid, response_code, note, row.id),
+            )
+            if row.instruction_id is None:
+                return 0
+            detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
+            if note:
+                detail["note"] = note
+            event = AuditEvent("delivered", "system", "outbox", detail=detail)
+            await self._insert_events(db, row.instruction_id, [event], now)
+            (remaining,) = await (
+                await db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
+                    f" AND purpose IN {_DISPATCH_PURPOSES!r}",
+                    (row.instruction_id,),
+                )
+            ).fetchone()
+            return remaining
+
+    async def mark_retry(self, row_id: int, next_at: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?, last_error = ? WHERE id = ?",
+                (next_at, error, row_id),
+            )
+
+    async def mark_failed(self, row: OutboxRow, now: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", (error, row.id))
+            if row.instruction_id is not None:
+                await db.execute("UPDATE instructions SET delivery_failed = 1 WHERE id = ?", (row.instruction_id,))
+                detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "error": error,
+                          "attempts": row.attempts}
+                await self._insert_events(
+                    db, row.instruction_id, [AuditEvent("delivery_failed", "system", "outbox", detail=detail)], now
+                )
+
+    async def recent_attempts(self, since: float) -> list[tuple[float, tuple[str, ...]]]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT last_attempt_at, rate_keys FROM outbox WHERE last_attempt_at >= ? ORDER BY last_attempt_at",
+            (since,),
+        )
+        return [(r[0], tuple(json.loads(r[1]))) for r in rows]
+
+    async def outbox_counts(self) -> dict[str, int]:
+        rows = await self._conn.execute_fetchall("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        return {r[0]: r[1] for r in rows}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _insert_events(
+        db: aiosqlite.Connection, instruction_id: int, events: Sequence[AuditEvent], now: float
+    ) -> None:
+        await db.executemany(
+            "INSERT INTO events(instruction_id, at, actor, channel, action, from_state, to_state, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (instruction_id, now, e.actor, e.channel, e.action, e.from_state, e.to_state,
+                 json.dumps(e.detail, ensure_ascii=False))
+                for e in events
+            ],
+        )
+
+    @staticmethod
+    async def _insert_outbox(
+        db: aiosqlite.Connection, instruction_id: int | None, messages: Sequence[OutboxMessage], now: float
+    ) -> None:
+        await db.executemany(
+            "INSERT INTO outbox(instruction_id, purpose, channel, address, label, rate_keys, body, task_id,"
+            " priority, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (instruction_id, m.purpose, m.channel, m.address, m.label, json.dumps(list(m.rate_keys)),
+                 json.dumps(m.body, ensure_ascii=False, sort_keys=True), m.task_id, m.priority, now, now)
+                for m in messages
+            ],
+        )
+
+
+def _fresh_exception() -> Exception:
+    return RuntimeError("指令未能写入数据库，请稍后重试")
+
+
+def _instruction(r: aiosqlite.Row) -> Instruction:
+    return Instruction(
+        id=r["id"], instruction_no=r["instruction_no"], issued_at=r["issued_at"], received_at=r["received_at"],
+        warning_type=r["warning_type"], fraud_type=r["fraud_type"], risk_level=r["risk_level"],
+        target=Target(r["target_name"], r["target_phone"], r["target_id_number"], r["target_address"],
+                      r["target_age"]),
+        station_code=r["station_code"], grid_code=r["grid_code"], routed_station=r["routed_station"],
+        routed_grid=r["routed_grid"], needs_assignment=bool(r["needs_assignment"]), summary=r["summary"],
+        amount_at_risk=r["amount_at_risk"], state=r["state"], delivery_failed=bool(r["delivery_failed"]),
+    )
+
+
+def _outbox_row(r: aiosqlite.Row) -> OutboxRow:
+    return OutboxRow(
+        id=r["id"], instruction_id=r["instruction_id"], purpose=r["purpose"], channel=r["channel"],
+        address=r["address"], label=r["label"], body=r["body"], rate_keys=tuple(json.loads(r["rate_keys"])),
+        priority=r["priority"], state=r["state"], attempts=r["attempts"], created_at=r["created_at"],
+        task_id=r["task_id"],
+    )

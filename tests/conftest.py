@@ -1,0 +1,72 @@
+"""Fixtures: a real WeCom simulator over HTTP, a real SQLite file, the real app factory."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.app import SERVICES, create_app
+from bot.config import parse_settings
+from bot.demo import seed_simulator
+from bot.directory import load_directory_file
+from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+from tests.helpers import DISTRICT, TOKEN
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    """A simulated corp holding the demo district's people, chats and robots."""
+    # Interaction cards need an app with a callback URL; the bot fixture points it at the bot.
+    simulator = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"))
+    seed_simulator(simulator, load_directory_file(DISTRICT))
+    return simulator
+
+
+@pytest.fixture
+async def sim_server(aiohttp_server, sim):
+    return await aiohttp_server(create_simulator_app(sim))
+
+
+@pytest.fixture
+async def sim_client(aiohttp_client, sim_server):
+    """An HTTP client for the simulator's inspection and control endpoints."""
+    return await aiohttp_client(sim_server)
+
+
+@pytest.fixture
+def make_settings(tmp_path, sim):
+    """Settings for a bot talking to the simulator; overrides per section."""
+
+    def build(sim_url: str, **sections):
+        raw = {
+            "database": {"path": str(tmp_path / "quanzu.sqlite3")},
+            "wecom": {
+                "corp_id": sim.config.corp_id,
+                "corp_secret": sim.config.corp_secret,
+                "agent_id": sim.config.agent_id,
+                "token": sim.config.token,
+                "encoding_aes_key": sim.config.encoding_aes_key,
+                "api_base": f"{sim_url}/cgi-bin/",
+                "request_timeout": 2.0,
+            },
+            "api": {"tokens": [TOKEN, "second-token-for-rotation"]},
+            "directory": {"path": str(DISTRICT)},
+            "delivery": {"backoff_base": 0.05, "backoff_max": 0.2, "max_attempts": 4},
+        }
+        for section, values in sections.items():
+            raw.setdefault(section, {}).update(values)
+        return parse_settings(raw)
+
+    return build
+
+
+@pytest.fixture
+async def bot(aiohttp_client, sim_server, sim, make_settings):
+    """The bot's test client; its clock is the simulator's, so tests move both at once."""
+    settings = make_settings(str(sim_server.make_url("")).rstrip("/"))
+    client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    sim.config.callback_url = str(client.make_url("/wecom/callback"))
+    return client
+
+
+def services(client):
+    return client.server.app[SERVICES]
