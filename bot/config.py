@@ -199,4 +199,4 @@ def _port(value: int, key: str) -> int:
 
 
 def _resolve(base_dir: Path, path: Path) -> Path:
-    return path if path.is_absolute() else base_dir / path
+    return (path if path.is_absolute() else base_dir / path).resolve()

@@ -56,7 +56,8 @@ def assignees_for(directory: Directory, station_code: str | None, grid_code: str
     for p in people:
         if p.userid not in seen:
             seen.add(p.userid)
-            result.append(Assignee(p.userid, p.name, ROLE_LABELS[p.role]))
+            on_duty = p.userid == station.duty_officer and p.role == "officer"
+            result.append(Assignee(p.userid, p.name, "值班民警" if on_duty else ROLE_LABELS[p.role]))
     return result
 
 

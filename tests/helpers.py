@@ -35,19 +35,6 @@ def instruction(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01):
-    """Poll predicate() until it is truthy (returning its value) or fail after timeout seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
-
-
 async def sim_messages(sim_client, **filters: str) -> list[dict[str, Any]]:
     """What the simulator recorded, through its inspection endpoint GET /_sim/messages."""
     resp = await sim_client.get("/_sim/messages", params=filters)
@@ -55,27 +42,33 @@ async def sim_messages(sim_client, **filters: str) -> list[dict[str, Any]]:
     return (await resp.json())["messages"]
 
 
-async def wait_for_messages(sim_client, count: int, timeout: float = 5.0, **filters: str) -> list[dict[str, Any]]:
+async def eventually(fetch, predicate, within: float = 5.0, what: str = "condition"):
+    """Await fetch() until predicate(result) holds, returning the result; fail after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = await fetch()
+        if predicate(result):
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not met within {within}s; last value: {result}")
+        await asyncio.sleep(0.01)
+
+
+async def wait_for_messages(sim_client, count: int, within: float = 5.0, **filters: str) -> list[dict[str, Any]]:
     """Wait until the simulator has recorded at least count messages matching filters."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        messages = await sim_messages(sim_client, **filters)
-        if len(messages) >= count:
-            return messages
-        if loop.time() > deadline:
-            raise AssertionError(f"expected {count} messages for {filters}, got {len(messages)}: {messages}")
-        await asyncio.sleep(0.01)
+    return await eventually(lambda: sim_messages(sim_client, **filters), lambda m: len(m) >= count, within,
+                            f"{count} messages for {filters}")
 
 
-async def wait_state(bot, number: int, state: str, timeout: float = 5.0) -> dict[str, Any]:
-    """Poll GET /api/v1/instructions/{number} until the instruction is in state; returns its detail."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        detail = await (await bot.get(f"/api/v1/instructions/{number}", headers=AUTH)).json()
-        if detail.get("state") == state:
-            return detail
-        if loop.time() > deadline:
-            raise AssertionError(f"instruction {number} never reached {state}: {detail}")
-        await asyncio.sleep(0.01)
+async def instruction_detail(bot, number: int) -> dict[str, Any]:
+    return await (await bot.get(f"/api/v1/instructions/{number}", headers=AUTH)).json()
+
+
+async def wait_detail(bot, number: int, predicate, within: float = 5.0) -> dict[str, Any]:
+    """Poll GET /api/v1/instructions/{number} until predicate(detail) holds."""
+    return await eventually(lambda: instruction_detail(bot, number), predicate, within, f"instruction {number}")
+
+
+async def wait_state(bot, number: int, state: str, within: float = 5.0) -> dict[str, Any]:
+    return await wait_detail(bot, number, lambda d: d.get("state") == state, within)
