@@ -83,13 +83,17 @@ class Settings:
 def load_settings(path: str | Path) -> Settings:
     """Read and validate a config file; paths in it are relative to the file's folder."""
     path = Path(path)
+    return parse_settings(read_toml(path, "config", ConfigError), base_dir=path.resolve().parent)
+
+
+def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A TOML file's content; a missing or malformed file raises `error` naming the file."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise ConfigError(f"config file not found: {path}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from err
-    return parse_settings(raw, base_dir=path.resolve().parent)
+        raise error(f"{what} file not found: {path}") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise error(f"{path}: not valid TOML: {err}") from err
 
 
 def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
@@ -119,6 +123,16 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     if aes_key and len(aes_key) != 43:
         raise ConfigError("wecom.encoding_aes_key must be exactly 43 characters (WeCom's EncodingAESKey)")
 
+
+    wecom_settings = WeComSettings(
+        corp_id=_get(wecom, "wecom.corp_id", str),
+        corp_secret=_get(wecom, "wecom.corp_secret", str),
+        agent_id=_get(wecom, "wecom.agent_id", int),
+        token=_get(wecom, "wecom.token", str, ""),
+        encoding_aes_key=aes_key,
+        api_base=api_base,
+        request_timeout=float(_get(wecom, "wecom.request_timeout", (int, float), 10.0)),
+    )
     tokens = _get(api, "api.tokens", list, None)
     if not tokens or not all(isinstance(t, str) and len(t) >= 8 for t in tokens):
         raise ConfigError("api.tokens must be a non-empty list of strings of at least 8 characters")
@@ -137,15 +151,7 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
             public_url=_get(server, "server.public_url", str, "").rstrip("/"),
         ),
         database=DatabaseSettings(path=_resolve(base_dir, db_path), synchronous=sync),
-        wecom=WeComSettings(
-            corp_id=_get(wecom, "wecom.corp_id", str),
-            corp_secret=_get(wecom, "wecom.corp_secret", str),
-            agent_id=_get(wecom, "wecom.agent_id", int),
-            token=_get(wecom, "wecom.token", str, ""),
-            encoding_aes_key=aes_key,
-            api_base=api_base,
-            request_timeout=float(_get(wecom, "wecom.request_timeout", (int, float), 10.0)),
-        ),
+        wecom=wecom_settings,
         api=ApiSettings(
             tokens=tuple(tokens),
             max_body_bytes=_positive(_get(api, "api.max_body_bytes", int, 1024 * 1024), "api.max_body_bytes"),

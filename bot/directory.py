@@ -6,11 +6,11 @@ routes from an in-memory snapshot of what the database holds.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.config import read_toml
 from bot.models import ROLES
 
 
@@ -71,14 +71,7 @@ class Directory:
 
 def load_directory_file(path: str | Path) -> Directory:
     """Parse and check a directory TOML file."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise DirectoryError(f"directory file not found: {path}") from err
-    except tomllib.TOMLDecodeError as err:
-        raise DirectoryError(f"{path}: not valid TOML: {err}") from err
-    return parse_directory(raw)
+    return parse_directory(read_toml(Path(path), "directory", DirectoryError))
 
 
 def parse_directory(raw: dict[str, Any]) -> Directory:

@@ -51,7 +51,7 @@ async def eventually(fetch, predicate, within: float = 5.0, what: str = "conditi
         if predicate(result):
             return result
         if loop.time() > deadline:
-            raise AssertionError(f"{what} not met within {within}s; last value: {result}")
+            raise AssertionError(f"{what} not met within {within}s; last value: {str(result)[:600]}")
         await asyncio.sleep(0.01)
 
 

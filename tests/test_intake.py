@@ -168,3 +168,18 @@ async def test_health_and_metrics(bot, sim_client):
     assert 'quanzu_instructions_received_total{risk_level="medium"} 1.0' in text
     assert "quanzu_delivery_latency_seconds_count" in text
     assert "唐" not in text
+
+
+async def test_concurrent_submissions_are_all_stored_and_pushed(bot, sim_client):
+    import asyncio
+
+    bodies = [instruction() for _ in range(25)]  # within WeCom's 30 cards per member per minute
+    bodies.append(bodies[0])  # the platform retrying one of them at the same moment
+    responses = await asyncio.gather(*(bot.post("/api/v1/instructions", json=b, headers=AUTH) for b in bodies))
+    payloads = [await r.json() for r in responses]
+    assert sorted(r.status for r in responses) == [200] + [202] * 25
+    ids = {p["id"] for p in payloads}
+    assert len(ids) == 25
+    await wait_for_messages(sim_client, 50, api="message/send")
+    for number in ids:
+        await wait_state(bot, number, "dispatched")

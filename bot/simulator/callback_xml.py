@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
-
-from .errors import ApiError
 
 _INT_FIELDS = frozenset({"desc_color", "style", "type", "mode"})
 _BOOL_FIELDS = frozenset({"is_checked", "disable"})
@@ -71,21 +70,29 @@ def request_envelope(*, corp_id: str, encrypt: str, agent_id: int) -> str:
 
 
 def fields(xml: str) -> dict[str, str]:
-    """Return the text of each top-level element of a flat XML message."""
+    """Return the text of each top-level element of a flat XML message; ValueError if malformed."""
     return {child.tag: (child.text or "") for child in _parse(xml)}
 
 
-def passive_update(reply_xml: str) -> tuple[str, str | dict] | None:
-    """Read a passive reply: ("button", replace_name), ("card", template_card) or None."""
+@dataclass(frozen=True)
+class PassiveUpdate:
+    """A card change asked for in a passive reply: greyed buttons or a whole new card."""
+
+    replace_name: str | None = None
+    card: dict | None = None
+
+
+def passive_update(reply_xml: str) -> PassiveUpdate | None:
+    """Read a passive reply; return the card change it asks for, or None for other replies."""
     root = _parse(reply_xml)
     msg_type = (root.findtext("MsgType") or "").strip()
     if msg_type == "update_button":
-        return "button", root.findtext("Button/ReplaceName") or ""
+        return PassiveUpdate(replace_name=root.findtext("Button/ReplaceName") or "")
     if msg_type == "update_template_card":
         card = root.find("TemplateCard")
         if card is None:
-            raise ApiError(40058, "update_template_card reply without TemplateCard")
-        return "card", template_card_from_xml(card)
+            raise ValueError("update_template_card reply without TemplateCard")
+        return PassiveUpdate(card=template_card_from_xml(card))
     return None
 
 
@@ -119,4 +126,4 @@ def _parse(xml: str) -> Element:
     try:
         return fromstring(xml)
     except (ParseError, DefusedXmlException) as err:
-        raise ApiError(40058, f"malformed XML: {err}") from err
+        raise ValueError(f"malformed XML: {err}") from err

@@ -16,7 +16,6 @@ from yarl import URL
 from .callback_xml import fields, request_envelope
 from .clock import SimClock
 from .config import SimulatorConfig
-from .errors import ApiError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class CallbackClient:
                 envelope.get("Nonce", ""),
             )
         # A bad reply is reported, not raised: WeCom just ignores what it cannot open.
-        except (ApiError, KeyError, WeChatException, ValueError, IndexError, struct.error) as err:
+        except (KeyError, WeChatException, ValueError, IndexError, struct.error) as err:
             _LOGGER.info("passive reply could not be opened: %r", err)
             return CallbackResult(status, attempts, None, f"unreadable passive reply: {err!r}")
         return CallbackResult(status, attempts, reply)

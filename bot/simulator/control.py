@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, NoReturn
 
 from aiohttp import web
 
+from .card_rules import CARD_TYPES
 from .keys import SIMULATOR_KEY
 from .simulator import Simulator
 
 _CARD_EVENTS = ("template_card_event", "template_card_menu_event")
 
 routes = web.RouteTableDef()
+# Readable Chinese in curl output for the demo console.
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
 
 
 def add_routes(app: web.Application) -> None:
@@ -34,7 +38,7 @@ async def list_messages(request: web.Request) -> web.Response:
         robot=query.get("robot"),
         since=int(since) if since is not None else None,
     )
-    return web.json_response({"messages": messages})
+    return _json({"messages": messages})
 
 
 @routes.delete("/_sim/messages")
@@ -43,19 +47,19 @@ async def clear_messages(request: web.Request) -> web.Response:
     sim = _sim(request)
     count = len(sim.messages)
     sim.clear_messages()
-    return web.json_response({"cleared": count})
+    return _json({"cleared": count})
 
 
 @routes.get("/_sim/stats")
 async def stats(request: web.Request) -> web.Response:
     """Calls per API and errors per errcode."""
-    return web.json_response(_sim(request).stats.snapshot())
+    return _json(_sim(request).stats.snapshot())
 
 
 @routes.get("/_sim/faults")
 async def list_faults(request: web.Request) -> web.Response:
     """Faults still waiting to hit."""
-    return web.json_response({"faults": _sim(request).faults})
+    return _json({"faults": _sim(request).faults})
 
 
 @routes.post("/_sim/faults")
@@ -72,27 +76,27 @@ async def add_fault(request: web.Request) -> web.Response:
         )
     except ValueError as err:
         _bad_request(str(err))
-    return web.json_response({"faults": sim.faults})
+    return _json({"faults": sim.faults})
 
 
 @routes.delete("/_sim/faults")
 async def clear_faults(request: web.Request) -> web.Response:
     """Drop every injected fault."""
     _sim(request).clear_faults()
-    return web.json_response({"faults": []})
+    return _json({"faults": []})
 
 
 @routes.post("/_sim/tokens/revoke")
 async def revoke_tokens(request: web.Request) -> web.Response:
     """Invalidate all access tokens early."""
     _sim(request).revoke_tokens()
-    return web.json_response({"revoked": True})
+    return _json({"revoked": True})
 
 
 @routes.get("/_sim/clock")
 async def get_clock(request: web.Request) -> web.Response:
     """The simulator's current time."""
-    return web.json_response({"now": _sim(request).clock.now()})
+    return _json({"now": _sim(request).clock.now()})
 
 
 @routes.post("/_sim/clock")
@@ -104,20 +108,20 @@ async def advance_clock(request: web.Request) -> web.Response:
         _bad_request("advance must be a non-negative number of seconds")
     sim = _sim(request)
     sim.clock.advance(seconds)
-    return web.json_response({"now": sim.clock.now()})
+    return _json({"now": sim.clock.now()})
 
 
 @routes.get("/_sim/directory")
 async def directory(request: web.Request) -> web.Response:
     """Members, app chats (with members) and robots."""
-    return web.json_response(_sim(request).directory.snapshot())
+    return _json(_sim(request).directory.snapshot())
 
 
 @routes.get("/_sim/cards")
 async def cards(request: web.Request) -> web.Response:
     """Cards as each member currently sees them; filters user= and task_id=."""
     views = _sim(request).cards.views(user=request.query.get("user"), task_id=request.query.get("task_id"))
-    return web.json_response({"cards": views})
+    return _json({"cards": views})
 
 
 @routes.post("/_sim/callback")
@@ -134,6 +138,8 @@ async def send_callback(request: web.Request) -> web.Response:
         card_type = body.get("card_type")
         if card_type is None and sim.cards.task(_text(body, "task_id")) is None:
             _bad_request("card_type is required for a task the simulator did not send")
+        if card_type is not None and card_type not in CARD_TYPES:
+            _bad_request(f"card_type must be one of {sorted(CARD_TYPES)}")
         result = await sim.click_card(
             sender,
             _text(body, "task_id"),
@@ -144,7 +150,7 @@ async def send_callback(request: web.Request) -> web.Response:
         )
     else:
         _bad_request(f"type must be 'text' or one of {_CARD_EVENTS}")
-    return web.json_response(result)
+    return _json(result)
 
 
 @routes.post("/_sim/verify-callback")
@@ -152,7 +158,11 @@ async def verify_callback(request: web.Request) -> web.Response:
     """Run WeCom's URL verification GET against the callback URL."""
     sim = _sim(request)
     _require_callback_url(sim)
-    return web.json_response(await sim.verify_callback())
+    return _json(await sim.verify_callback())
+
+
+def _json(data: Any) -> web.Response:
+    return web.json_response(data, dumps=_dumps)
 
 
 def _sim(request: web.Request) -> Simulator:
@@ -200,9 +210,9 @@ def _selected_items(items: object) -> list[dict[str, Any]]:
 def _require_callback_url(sim: Simulator) -> None:
     if not sim.config.callback_url:
         raise web.HTTPConflict(
-            text=json.dumps({"error": "callback_url is not configured"}), content_type="application/json"
+            text=_dumps({"error": "callback_url is not configured"}), content_type="application/json"
         )
 
 
 def _bad_request(message: str) -> NoReturn:
-    raise web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
+    raise web.HTTPBadRequest(text=_dumps({"error": message}), content_type="application/json")

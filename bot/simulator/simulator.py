@@ -142,7 +142,7 @@ class Simulator:
         self._session = session
 
     async def send_callback(self, plaintext_xml: str) -> dict[str, Any]:
-        """Sign, encrypt and POST a plaintext callback; apply a passive card-update reply."""
+        """Sign, encrypt and POST a plaintext callback, apply a passive card update; needs callback_url."""
         result = await self._with_session(lambda s: self._callbacks.deliver(s, plaintext_xml))
         card_updated = bool(result.reply) and self._apply_passive_reply(plaintext_xml, result.reply)
         return {**result.as_dict(), "card_updated": card_updated}
@@ -204,30 +204,27 @@ class Simulator:
     def _apply_passive_reply(self, plaintext_xml: str, reply_xml: str) -> bool:
         try:
             update = passive_update(reply_xml)
-        except ApiError as err:
-            _LOGGER.info("passive reply is not valid XML: %s", err.detail)
+            sent = fields(plaintext_xml) if update else {}
+        except ValueError as err:
+            _LOGGER.info("passive reply not applied: %s", err)
             return False
         if update is None:
             return False
-        sent = fields(plaintext_xml)
         task = self.cards.task(sent.get("TaskId", ""))
         user = sent.get("FromUserName", "")
         if task is None or not user:
             _LOGGER.info("passive card update for an unknown task or user is ignored")
             return False
-        kind, value = update
         now = self.clock.now()
-        if kind == "button":
-            updated = self.cards.replace_button(task, [user], str(value), now, "passive_reply")
-        else:
-            updated = self.cards.apply(task, [user], dict(value), now, "passive_reply")
-        return bool(updated)
+        if update.card is not None:
+            return bool(self.cards.apply(task, [user], update.card, now, "passive_reply"))
+        return bool(self.cards.replace_button(task, [user], update.replace_name or "", now, "passive_reply"))
 
 
 def _parse_body(raw: bytes | None) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError) as err:
+    except ValueError as err:  # includes UnicodeDecodeError
         raise ApiError(40058, "request body is not valid JSON") from err
     if not isinstance(body, dict):
         raise ApiError(40058, "request body must be a JSON object")

@@ -40,7 +40,7 @@ def send(sim: Simulator, query: Mapping[str, str], body: dict) -> dict:
     dup_key = DuplicateFilter.key(body) if interval else None
     duplicate = dup_key is not None and sim.duplicates.is_duplicate(dup_key, now)
     # WeCom checks for a duplicate first: an exact re-send of a card is success, not 42014.
-    if spec and spec.task_id and sim.cards.has_task(spec.task_id):
+    if not duplicate and spec and spec.task_id and sim.cards.has_task(spec.task_id):
         raise ApiError(42014)
     delivered, dropped = ([], []) if duplicate else deliver(sim.app_quota.acquire, valid, now)
     if dup_key is not None and not duplicate:
