@@ -56,16 +56,16 @@ path = "{DISTRICT}"
 """,
         encoding="utf-8",
     )
-    sim = subprocess.Popen(
-        [sys.executable, "bot.py", "simulator", "--port", str(sim_port), "--corp-id", "wwcli", "--corp-secret",
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable, "bot.py", "simulator", "--port", str(sim_port), "--corp-id", "wwcli", "--corp-secret",
          "cli-secret", "--agent-id", "1000009", "--token", "CliToken", "--directory", str(DISTRICT),
-         "--callback-url", f"http://127.0.0.1:{bot_port}/wecom/callback"],
+         "--callback-url", f"http://127.0.0.1:{bot_port}/wecom/callback",
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     log_path = tmp_path / "bot.log"
     log_file = log_path.open("wb")
-    bot = subprocess.Popen([sys.executable, "bot.py", "run", "--config", str(config)], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=log_file)
+    bot = await asyncio.create_subprocess_exec(sys.executable, "bot.py", "run", "--config", str(config), cwd=ROOT,
+                                               stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         await _wait_http(f"http://127.0.0.1:{sim_port}/_sim/messages")
         await _wait_http(f"http://127.0.0.1:{bot_port}/healthz")
@@ -82,7 +82,7 @@ path = "{DISTRICT}"
     finally:
         for proc in (bot, sim):
             proc.terminate()
-            proc.wait(timeout=10)
+            await asyncio.wait_for(proc.wait(), 10)
         log_file.close()
     assert (tmp_path / "quanzu.sqlite3").exists()
     log = log_path.read_text(encoding="utf-8")
