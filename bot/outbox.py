@@ -115,7 +115,7 @@ class DeliveryWorker:
         await self._storage.defer(deferrals)
         await self._storage.claim([r.id for r in claims], now)
         for row in claims:
-            task = asyncio.create_task(self._deliver(_claimed(row)), name=f"deliver-{row.id}")
+            task = asyncio.create_task(self._deliver(_claimed(row), now), name=f"deliver-{row.id}")
             self._inflight.add(task)
             task.add_done_callback(self._send_done)
         return bool(claims or deferrals)
@@ -133,16 +133,22 @@ class DeliveryWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout)
 
-    async def _deliver(self, row: OutboxRow) -> None:
+    async def _deliver(self, row: OutboxRow, claimed_at: float) -> None:
+        error: WeComError | None = None
         try:
             note = await self._send(row)
         except WeComError as err:
-            await self._failed_attempt(row, err)
+            error = err
         except Exception as err:
             _LOGGER.exception("unexpected error sending outbox row %d", row.id)
-            await self._failed_attempt(row, WeComRetryable(None, f"{type(err).__name__}: {err}"))
-        else:
+            error = WeComRetryable(None, f"{type(err).__name__}: {err}")
+        finally:
+            # The call may have reached WeCom whatever its outcome: count it when it finished.
+            self._limiter.settle(row.rate_keys, claimed_at, self._clock())
+        if error is None:
             await self._delivered(row, note)
+        else:
+            await self._failed_attempt(row, error)
 
     async def _send(self, row: OutboxRow) -> str | None:
         """Make the WeCom call; returns a note for the trace, raises WeComError."""

@@ -7,7 +7,7 @@ and never drops anything: the caller defers the message to that time.
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from collections.abc import Iterable
 
 # (count, seconds) per bucket kind, from WeCom's documentation; one second of margin per window
@@ -20,11 +20,11 @@ LIMITS: dict[str, tuple[tuple[int, float], ...]] = {
 
 
 class SendLimiter:
-    """Sliding-window bookkeeping of sends per bucket."""
+    """Sliding-window bookkeeping of sends per bucket (sorted send times per bucket)."""
 
     def __init__(self, limits: dict[str, tuple[tuple[int, float], ...]] = LIMITS) -> None:
         self._limits = limits
-        self._sent: dict[str, deque[float]] = {}
+        self._sent: dict[str, list[float]] = {}
 
     def _windows(self, key: str) -> tuple[tuple[int, float], ...]:
         return self._limits.get(key.split(":", 1)[0], ())
@@ -36,8 +36,8 @@ class SendLimiter:
             history = self._sent.get(key)
             if not history:
                 continue
+            self._trim(history, now, key)
             for count, seconds in self._windows(key):
-                self._trim(history, now, key)
                 if len(history) >= count:
                     # The window frees up when the count-th most recent send leaves it.
                     at = max(at, history[-count] + seconds)
@@ -46,9 +46,25 @@ class SendLimiter:
     def record(self, keys: Iterable[str], at: float) -> None:
         for key in keys:
             if self._windows(key):
-                self._sent.setdefault(key, deque()).append(at)
+                bisect.insort(self._sent.setdefault(key, []), at)
 
-    def _trim(self, history: deque[float], now: float, key: str) -> None:
+    def settle(self, keys: Iterable[str], reserved_at: float, done_at: float) -> None:
+        """Move a send recorded when it was claimed to when its call finished.
+
+        WeCom counts a message when it arrives, which may be well after the claim (a slow
+        connection, a token refresh); counting it at the later time keeps the windows honest.
+        """
+        for key in keys:
+            history = self._sent.get(key)
+            if not history:
+                continue
+            i = bisect.bisect_left(history, reserved_at)
+            if i < len(history) and history[i] == reserved_at:
+                del history[i]
+                bisect.insort(history, done_at)
+
+    def _trim(self, history: list[float], now: float, key: str) -> None:
         longest = max(seconds for _, seconds in self._windows(key))
-        while history and history[0] <= now - longest:
-            history.popleft()
+        cut = bisect.bisect_right(history, now - longest)
+        if cut:
+            del history[:cut]

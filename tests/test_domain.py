@@ -136,3 +136,13 @@ def test_limiter_hourly_window():
         t = limiter.earliest(["app:u"], t)
         limiter.record(["app:u"], t)
     assert limiter.earliest(["app:u"], t) == 3600.0
+
+
+def test_limiter_counts_a_slow_send_when_it_finished():
+    limiter = SendLimiter({"app": ((2, 60.0),)})
+    limiter.record(["app:u"], 0.0)
+    limiter.record(["app:u"], 0.0)
+    assert limiter.earliest(["app:u"], 1.0) == 60.0
+    limiter.settle(["app:u"], 0.0, 30.0)  # both calls only got through 30 s after they were claimed
+    limiter.settle(["app:u"], 0.0, 30.0)
+    assert limiter.earliest(["app:u"], 61.0) == 90.0
