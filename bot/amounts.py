@@ -20,7 +20,7 @@ def parse_amount(text: str) -> float:
     """Yuan from a typed amount; raises AmountError with a Chinese message."""
     raw = text
     text = text.strip().replace(",", "").replace("，", "").replace(" ", "")
-    for word in ("挽损", "止付", "损失", "金额", "约"):
+    for word in ("挽损", "挽回", "止付", "被骗", "损失", "金额", "约"):
         text = text.removeprefix(word)
     for suffix in _CURRENCY:
         text = text.removesuffix(suffix)

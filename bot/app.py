@@ -10,14 +10,18 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from bot.actions import Actions
+from bot.commands import Commands
 from bot.config import Settings
 from bot.directory import Directory, load_directory_file
 from bot.dispatch import DispatchPlanner
+from bot.inbox import Inbox
 from bot.intake import IntakeService
 from bot.metrics import Metrics
 from bot.outbox import DeliveryWorker
 from bot.render import Renderer
 from bot.wecom import WeComClient
+from bot.wecom.callbacks import CallbackCrypto
 from storage import Storage, open_storage
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,6 +40,9 @@ class Services:
     planner: DispatchPlanner
     worker: DeliveryWorker
     intake: IntakeService
+    actions: Actions
+    inbox: Inbox
+    callback_crypto: CallbackCrypto
 
     @property
     def directory(self) -> Directory:
@@ -83,16 +90,26 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
         worker = DeliveryWorker(storage, wecom, settings.delivery, metrics, renderer, current_planner, clock)
         intake = IntakeService(storage, current_planner, worker.wake, metrics, clock)
-        services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake)
+        actions = Actions(storage, current_planner, renderer, clock, worker.wake)
+        inbox = Inbox(storage, actions, Commands(actions, renderer), current_planner, clock, worker.wake)
+        crypto = CallbackCrypto(settings.wecom.token, settings.wecom.encoding_aes_key, settings.wecom.corp_id,
+                                settings.wecom.callback_max_age)
+        services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake, actions,
+                            inbox, crypto)
         services_ref.append(services)
         app[SERVICES] = services
         await worker.start()
+        resumed = await inbox.resume()
+        if resumed:
+            _LOGGER.warning("finished %d callbacks stored before the last shutdown", resumed)
         _LOGGER.info("quanzu started", extra={
             "stations": len(directory.stations), "grids": len(directory.grids), "people": len(directory.people),
             "database": str(settings.database.path), "wecom_api": settings.wecom.api_base,
         })
         yield
     finally:
+        if SERVICES in app:
+            await app[SERVICES].inbox.stop()
         if worker is not None:
             await worker.stop()
         await session.close()

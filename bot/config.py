@@ -36,6 +36,7 @@ class WeComSettings:
     encoding_aes_key: str = ""
     api_base: str = REAL_WECOM_API
     request_timeout: float = 10.0
+    callback_max_age: int = 0  # seconds a callback's timestamp may be off; 0 = no check
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,6 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     api_base = _get(wecom, "wecom.api_base", str, REAL_WECOM_API)
     if not api_base.endswith("/"):
         api_base += "/"
-    aes_key = _get(wecom, "wecom.encoding_aes_key", str, "")
-    if aes_key and len(aes_key) != 43:
-        raise ConfigError("wecom.encoding_aes_key must be exactly 43 characters (WeCom's EncodingAESKey)")
 
 
     wecom_settings = WeComSettings(
@@ -129,9 +127,10 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
         corp_secret=_get(wecom, "wecom.corp_secret", str),
         agent_id=_get(wecom, "wecom.agent_id", int),
         token=_get(wecom, "wecom.token", str, ""),
-        encoding_aes_key=aes_key,
+        encoding_aes_key=_aes_key(_get(wecom, "wecom.encoding_aes_key", str, "")),
         api_base=api_base,
         request_timeout=float(_get(wecom, "wecom.request_timeout", (int, float), 10.0)),
+        callback_max_age=_get(wecom, "wecom.callback_max_age", int, 0),
     )
     tokens = _get(api, "api.tokens", list, None)
     if not tokens or not all(isinstance(t, str) and len(t) >= 8 for t in tokens):
@@ -189,6 +188,12 @@ def _get(section: dict[str, Any], key: str, kind: type | tuple[type, ...], defau
     if isinstance(value, bool) or not isinstance(value, kind):
         kinds = kind if isinstance(kind, tuple) else (kind,)
         raise ConfigError(f"{key} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    return value
+
+
+def _aes_key(value: str) -> str:
+    if len(value) != 43:
+        raise ConfigError("wecom.encoding_aes_key must be exactly 43 characters (WeCom's EncodingAESKey)")
     return value
 
 

@@ -12,6 +12,7 @@ from bot.models import (
     RISK_PRIORITY,
     ROLE_LABELS,
     AuditEvent,
+    DispatchPlan,
     Instruction,
     NewInstruction,
     OutboxMessage,
@@ -84,7 +85,7 @@ class DispatchPlanner:
         self.task_prefix = task_prefix
         self.duplicate_check_interval = duplicate_check_interval
 
-    def __call__(self, i: Instruction) -> tuple[list[OutboxMessage], list[AuditEvent]]:
+    def __call__(self, i: Instruction) -> DispatchPlan:
         d = self.directory
         station = d.stations.get(i.routed_station) if i.routed_station else None
         grid = d.grids.get(i.routed_grid) if i.routed_grid else None
@@ -115,14 +116,16 @@ class DispatchPlanner:
                 content = self.renderer.text("wecom/fallback_notice.md.j2", i=i, station=station, grid=grid,
                                              risk_label=risk_label, reason=reason)
                 messages.append(self.group_markdown(fallback, content, "fallback_notice", priority))
-        return messages, events
+        return DispatchPlan(messages, events, [(a.userid, a.role_label) for a in assignees])
 
-    def _card(self, i: Instruction, a: Assignee, grid: Any, risk_label: str, priority: int) -> OutboxMessage:
-        task_id = f"{self.task_prefix}-{i.id}-{_TASK_ID_UNSAFE.sub('_', a.userid)}"[:128]
-        card = self.renderer.json("wecom/assignee_card.json.j2", i=i, assignee=a, grid=grid, task_id=task_id,
-                                  risk_label=risk_label, center_name=self.directory.center_name)
+    def task_id(self, instruction_id: int, userid: str, suffix: str = "") -> str:
+        """A card task_id unique per app (WeCom refuses reuse), from this database's salt, the id and user."""
+        return f"{self.task_prefix}-{instruction_id}-{_TASK_ID_UNSAFE.sub('_', userid)}{suffix}"[:128]
+
+    def personal_card(self, userid: str, card: dict[str, Any], purpose: str, priority: int) -> OutboxMessage:
+        """An interaction card to one person through the app; re-sends are swallowed by WeCom's duplicate check."""
         body = {
-            "touser": a.userid,
+            "touser": userid,
             "msgtype": "template_card",
             "agentid": self.agent_id,
             "template_card": card,
@@ -131,8 +134,13 @@ class DispatchPlanner:
             "enable_duplicate_check": 1,
             "duplicate_check_interval": self.duplicate_check_interval,
         }
-        return OutboxMessage("assignee_card", "app", a.userid, a.userid, body, (f"app:{a.userid}",), priority,
-                             task_id)
+        return OutboxMessage(purpose, "app", userid, userid, body, (f"app:{userid}",), priority, card["task_id"])
+
+    def _card(self, i: Instruction, a: Assignee, grid: Any, risk_label: str, priority: int) -> OutboxMessage:
+        task_id = self.task_id(i.id, a.userid)
+        card = self.renderer.json("wecom/assignee_card.json.j2", i=i, assignee=a, grid=grid, task_id=task_id,
+                                  risk_label=risk_label, center_name=self.directory.center_name)
+        return self.personal_card(a.userid, card, "assignee_card", priority)
 
     def group_markdown(self, group: ChatGroup, content: str, purpose: str, priority: int) -> OutboxMessage:
         """A markdown message to a station or center group, through its app chat or its robot."""

@@ -59,6 +59,34 @@ class Instruction:
     amount_at_risk: float | None
     state: str
     delivery_failed: bool
+    acked_at: float | None = None
+    acked_by: str | None = None
+    contact_method: str | None = None
+    outcome: str | None = None
+    loss_avoided: float | None = None
+    amount_lost: float | None = None
+    outcome_note: str | None = None
+    reported_at: float | None = None
+    reported_by: str | None = None
+    closed_at: float | None = None
+    closed_by: str | None = None
+
+
+# Instruction columns an action may set.
+ACTION_FIELDS = frozenset({
+    "acked_at", "acked_by", "contact_method", "outcome", "loss_avoided", "amount_lost", "outcome_note",
+    "reported_at", "reported_by", "closed_at", "closed_by",
+})
+
+
+@dataclass(frozen=True)
+class Assignment:
+    instruction_id: int
+    userid: str
+    role_label: str
+    assigned_at: float
+    acked_at: float | None
+    active: bool
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,30 @@ class AuditEvent:
     from_state: str | None = None
     to_state: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DispatchPlan:
+    """What accepting an instruction writes besides the instruction itself."""
+
+    messages: list[OutboxMessage]
+    events: list[AuditEvent]
+    assignees: list[tuple[str, str]]  # (userid, role label)
+
+
+@dataclass(frozen=True)
+class ActionWrite:
+    """One action on an instruction, written in one transaction if the instruction is still in from_state."""
+
+    instruction_id: int
+    from_state: str
+    to_state: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    events: list[AuditEvent] = field(default_factory=list)
+    messages: list[OutboxMessage] = field(default_factory=list)
+    ack_user: str | None = None  # this user's assignment is marked signed (added if they had none)
+    assign: list[tuple[str, str]] = field(default_factory=list)  # new active assignments (userid, role label)
+    unassign: list[str] = field(default_factory=list)  # users whose assignment ends
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from bot.lifecycle import ACTION_LABELS, STATE_LABELS
 from bot.masking import mask_id_number, mask_name, mask_phone
+from bot.models import RISK_LABELS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -40,6 +42,21 @@ def format_yuan(amount: float) -> str:
     return f"{amount:.2f}".rstrip("0").rstrip(".") + "元"
 
 
+def format_duration(seconds: float) -> str:
+    """3分12秒, 1小时3分, 2天3小时: how long something took, as a person says it."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}天{hours}小时"
+    if hours:
+        return f"{hours}小时{minutes}分"
+    if minutes:
+        return f"{minutes}分{secs}秒"
+    return f"{secs}秒"
+
+
 def fit_bytes(text: str, limit: int) -> str:
     """Cut text to at most limit UTF-8 bytes on a character boundary, marking the cut."""
     data = text.encode("utf-8")
@@ -67,11 +84,17 @@ class Renderer:
             mask_id=mask_id_number,
             bjtime=beijing_time,
             yuan=format_yuan,
+            duration=format_duration,
         )
+        self.env.globals.update(risk_labels=RISK_LABELS, state_labels=STATE_LABELS, action_labels=ACTION_LABELS)
         self.env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
 
     def text(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context).strip()
+
+    def macro(self, name: str, macro: str, **arguments: Any) -> str:
+        """Call one macro of a template file that groups related texts (e.g. wecom/replies.j2)."""
+        return str(getattr(self.env.get_template(name).module, macro)(**arguments)).strip()
 
     def json(self, name: str, **context: Any) -> dict[str, Any]:
         return json.loads(self.env.get_template(name).render(**context))

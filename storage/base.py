@@ -6,11 +6,21 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from bot.directory import Directory
-from bot.models import AcceptResult, AuditEvent, Instruction, NewInstruction, OutboxMessage, OutboxRow
+from bot.models import (
+    AcceptResult,
+    ActionWrite,
+    Assignment,
+    AuditEvent,
+    DispatchPlan,
+    Instruction,
+    NewInstruction,
+    OutboxMessage,
+    OutboxRow,
+)
 
 # Given the stored instruction, say what to send and what to record. Runs inside the intake
 # transaction, so it must be pure: no I/O.
-DispatchPlanner = Callable[[Instruction], tuple[list[OutboxMessage], list[AuditEvent]]]
+DispatchPlanner = Callable[[Instruction], DispatchPlan]
 
 
 class Storage(Protocol):
@@ -38,6 +48,20 @@ class Storage(Protocol):
     async def deliveries(self, instruction_id: int) -> list[dict[str, Any]]: ...
 
     async def transition(self, instruction_id: int, from_state: str, event: AuditEvent, now: float) -> bool: ...
+
+    async def apply_action(self, write: ActionWrite, now: float) -> bool: ...
+
+    async def assignments(self, instruction_id: int) -> list[Assignment]: ...
+
+    async def open_tasks(self, userid: str) -> list[Instruction]: ...
+
+    # Callbacks
+    async def record_callback(self, dedupe_key: str, from_user: str, kind: str, plaintext: str,
+                              now: float) -> int | None: ...
+
+    async def finish_callback(self, callback_id: int, outcome: str, now: float) -> None: ...
+
+    async def unprocessed_callbacks(self) -> list[tuple[int, str]]: ...
 
     # Outbox
     async def enqueue(self, instruction_id: int | None, messages: Sequence[OutboxMessage], now: float) -> None: ...

@@ -22,7 +22,10 @@ import aiosqlite
 
 from bot.directory import ChatGroup, Directory, Grid, Person, Station
 from bot.models import (
+    ACTION_FIELDS,
     AcceptResult,
+    ActionWrite,
+    Assignment,
     AuditEvent,
     Instruction,
     NewInstruction,
@@ -37,7 +40,8 @@ _LOGGER = logging.getLogger(__name__)
 _INSTRUCTION_COLUMNS = (
     "id, instruction_no, issued_at, received_at, warning_type, fraud_type, risk_level, target_name, "
     "target_phone, target_id_number, target_address, target_age, station_code, grid_code, routed_station, "
-    "routed_grid, needs_assignment, summary, amount_at_risk, state, delivery_failed"
+    "routed_grid, needs_assignment, summary, amount_at_risk, state, delivery_failed, "
+    + ", ".join(sorted(ACTION_FIELDS))
 )
 _OUTBOX_COLUMNS = (
     "id, instruction_id, purpose, channel, address, label, body, rate_keys, priority, state, attempts, "
@@ -262,9 +266,10 @@ class SQLiteStorage:
             routed_grid=routing["routed_grid"], needs_assignment=bool(routing["needs_assignment"]),
             summary=item.summary, amount_at_risk=item.amount_at_risk, state="received", delivery_failed=False,
         )
-        messages, events = req.plan(instruction)
-        await self._insert_events(db, instruction_id, events, req.now)
-        await self._insert_outbox(db, instruction_id, messages, req.now)
+        plan = req.plan(instruction)
+        await self._insert_events(db, instruction_id, plan.events, req.now)
+        await self._insert_outbox(db, instruction_id, plan.messages, req.now)
+        await self._assign(db, instruction_id, plan.assignees, req.now)
         return AcceptResult(instruction_id, item.instruction_no, created=True, state="received")
 
     async def get_instruction(self, instruction_id: int) -> Instruction | None:
@@ -300,6 +305,84 @@ class SQLiteStorage:
                 return False
             await self._insert_events(db, instruction_id, [event], now)
             return True
+
+    async def apply_action(self, write: ActionWrite, now: float) -> bool:
+        """Write one action if the instruction is still in write.from_state; False if it moved meanwhile."""
+        unknown = set(write.fields) - ACTION_FIELDS
+        if unknown:
+            raise ValueError(f"not an action field: {sorted(unknown)}")
+        assignments = ", ".join(f"{column} = ?" for column in write.fields)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE instructions SET state = ?{', ' + assignments if assignments else ''}"
+                " WHERE id = ? AND state = ?",
+                (write.to_state, *write.fields.values(), write.instruction_id, write.from_state),
+            )
+            if cursor.rowcount == 0:
+                return False
+            if write.ack_user:
+                cursor = await db.execute(
+                    "UPDATE assignments SET acked_at = COALESCE(acked_at, ?)"
+                    " WHERE instruction_id = ? AND userid = ? AND active = 1",
+                    (now, write.instruction_id, write.ack_user),
+                )
+                if cursor.rowcount == 0:  # signed by someone of the station who was not assigned
+                    await db.execute(
+                        "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at, acked_at)"
+                        " VALUES (?, ?, '签收人', ?, ?)",
+                        (write.instruction_id, write.ack_user, now, now),
+                    )
+            await db.executemany(
+                "UPDATE assignments SET active = 0 WHERE instruction_id = ? AND userid = ?",
+                [(write.instruction_id, u) for u in write.unassign],
+            )
+            await self._assign(db, write.instruction_id, write.assign, now)
+            await self._insert_events(db, write.instruction_id, write.events, now)
+            await self._insert_outbox(db, write.instruction_id, write.messages, now)
+            return True
+
+    async def assignments(self, instruction_id: int) -> list[Assignment]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT instruction_id, userid, role_label, assigned_at, acked_at, active FROM assignments"
+            " WHERE instruction_id = ? ORDER BY id",
+            (instruction_id,),
+        )
+        return [Assignment(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    async def open_tasks(self, userid: str) -> list[Instruction]:
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {', '.join('i.' + c.strip() for c in _INSTRUCTION_COLUMNS.split(','))}"
+            " FROM instructions i JOIN assignments a ON a.instruction_id = i.id"
+            " WHERE a.userid = ? AND a.active = 1 AND i.state IN"
+            " ('received', 'dispatched', 'acknowledged', 'contacting') ORDER BY i.received_at, i.id",
+            (userid,),
+        )
+        return [_instruction(r) for r in rows]
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    async def record_callback(self, dedupe_key: str, from_user: str, kind: str, plaintext: str,
+                              now: float) -> int | None:
+        """Store a callback before acting on it; None if WeCom sent this one before."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO callbacks(dedupe_key, received_at, from_user, kind, plaintext)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (dedupe_key, now, from_user, kind, plaintext),
+            )
+            return cursor.lastrowid if cursor.rowcount else None
+
+    async def finish_callback(self, callback_id: int, outcome: str, now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE callbacks SET processed_at = ?, outcome = ? WHERE id = ?", (now, outcome, callback_id)
+            )
+
+    async def unprocessed_callbacks(self) -> list[tuple[int, str]]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT id, plaintext FROM callbacks WHERE processed_at IS NULL ORDER BY id"
+        )
+        return [(r[0], r[1]) for r in rows]
 
     # -- outbox ----------------------------------------------------------------------------
 
@@ -416,6 +499,14 @@ class SQLiteStorage:
         )
 
     @staticmethod
+    async def _assign(db: aiosqlite.Connection, instruction_id: int, assignees: Sequence[tuple[str, str]],
+                      now: float) -> None:
+        await db.executemany(
+            "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at) VALUES (?, ?, ?, ?)",
+            [(instruction_id, userid, label, now) for userid, label in assignees],
+        )
+
+    @staticmethod
     async def _insert_outbox(
         db: aiosqlite.Connection, instruction_id: int | None, messages: Sequence[OutboxMessage], now: float
     ) -> None:
@@ -443,6 +534,7 @@ def _instruction(r: aiosqlite.Row) -> Instruction:
         station_code=r["station_code"], grid_code=r["grid_code"], routed_station=r["routed_station"],
         routed_grid=r["routed_grid"], needs_assignment=bool(r["needs_assignment"]), summary=r["summary"],
         amount_at_risk=r["amount_at_risk"], state=r["state"], delivery_failed=bool(r["delivery_failed"]),
+        **{column: r[column] for column in ACTION_FIELDS},
     )
 
 

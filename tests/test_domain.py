@@ -47,7 +47,8 @@ def test_fit_bytes_cuts_on_a_character_boundary():
 
 
 _MINIMAL = {
-    "wecom": {"corp_id": "ww1", "corp_secret": "s", "agent_id": 1},
+    "wecom": {"corp_id": "ww1", "corp_secret": "s", "agent_id": 1,
+              "encoding_aes_key": "QuanzuDemoEncodingAesKey0123456789abcdefgh0"},
     "api": {"tokens": ["a-long-token"]},
     "directory": {"path": "d.toml"},
 }
@@ -57,6 +58,7 @@ _MINIMAL = {
     ("change", "message"),
     [
         ({"wecom": {"corp_secret": "s", "agent_id": 1}}, "wecom.corp_id is required"),
+        ({"wecom": {"corp_id": "ww1", "corp_secret": "s", "agent_id": 1}}, "encoding_aes_key must be exactly 43"),
         ({"wecom": {"corp_id": "ww1", "corp_secret": "s", "agent_id": "1"}}, "wecom.agent_id must be int"),
         ({"api": {"tokens": []}}, "api.tokens must be a non-empty list"),
         ({"api": {"tokens": ["short"]}}, "at least 8 characters"),

@@ -1,4 +1,4 @@
-"""The aiohttp application: WeCom's API under /cgi-bin/ and test controls under /_sim/."""
+"""The aiohttp application: WeCom's API under /cgi-bin/, test controls and the chat view under /_sim/."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from . import control
+from . import chatview, control
 from .apis import ENDPOINTS
 from .keys import SIMULATOR_KEY
 from .simulator import Simulator
@@ -20,6 +20,7 @@ def create_simulator_app(sim: Simulator) -> web.Application:
     for api, endpoint in ENDPOINTS.items():
         app.router.add_route(endpoint.method, f"/cgi-bin/{api}", _api_view(api))
     control.add_routes(app)
+    chatview.add_routes(app)
     app.cleanup_ctx.append(_callback_session)
     return app
 

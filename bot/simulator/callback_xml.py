@@ -96,6 +96,14 @@ def passive_update(reply_xml: str) -> PassiveUpdate | None:
     return None
 
 
+def passive_text(reply_xml: str) -> str | None:
+    """Return the Content of a passive text reply, None for other replies; ValueError if malformed."""
+    root = _parse(reply_xml)
+    if (root.findtext("MsgType") or "").strip() != "text":
+        return None
+    return root.findtext("Content") or ""
+
+
 def template_card_from_xml(element: Element) -> dict:
     """Turn the CamelCase XML card of a passive reply back into the JSON card shape."""
     card: dict = {}

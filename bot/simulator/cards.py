@@ -45,6 +45,8 @@ class CardBook:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._codes: dict[str, ResponseCode] = {}
+        # Grows whenever a card appears or changes for someone, so viewers can tell.
+        self.revision = 0
 
     def has_task(self, task_id: str) -> bool:
         """Tell whether `task_id` was already used by this app."""
@@ -60,6 +62,7 @@ class CardBook:
         for userid in userids:
             task.views[userid.lower()] = CardView(userid, card, now, "send")
         self._tasks[task_id] = task
+        self.revision += 1
 
     def issue_code(self, task_id: str | None, now: float) -> str:
         """Create a fresh single-use response_code for `task_id`."""
@@ -91,6 +94,7 @@ class CardBook:
             if view is not None:
                 task.views[userid.lower()] = CardView(view.userid, card, now, source)
                 updated.append(view.userid)
+        self.revision += bool(updated)
         return updated
 
     def replace_button(self, task: Task, userids: Iterable[str], name: str, now: float, source: str) -> list[str]:
@@ -101,7 +105,13 @@ class CardBook:
             if view is not None:
                 task.views[userid.lower()] = CardView(view.userid, {**view.card, "replace_text": name}, now, source)
                 updated.append(view.userid)
+        self.revision += bool(updated)
         return updated
+
+    def view(self, task_id: str, userid: str) -> CardView | None:
+        """Return the card view `userid` has of `task_id`, if they received it."""
+        task = self._tasks.get(task_id)
+        return task.views.get(userid.lower()) if task else None
 
     def views(self, *, user: str | None = None, task_id: str | None = None) -> list[dict]:
         """List current card views, optionally for one member and/or one task."""

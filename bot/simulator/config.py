@@ -24,6 +24,8 @@ class SimulatorConfig:
     token_ttl: int = 7200
     callback_timeout: float = 5.0
     callback_retries: int = 3
+    # The app's name as members see it on its messages (the chat view's sender label).
+    app_name: str = "劝阻"
 
     def __post_init__(self) -> None:
         if not _TOKEN_RE.fullmatch(self.token):

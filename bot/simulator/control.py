@@ -41,9 +41,19 @@ async def list_messages(request: web.Request) -> web.Response:
     return _json({"messages": messages})
 
 
+@routes.get("/_sim/texts")
+async def list_texts(request: web.Request) -> web.Response:
+    """The 1:1 app chat's texts typed by members and the app's passive text replies; filters user= and since=."""
+    since = request.query.get("since")
+    if since is not None and not since.lstrip("-").isdigit():
+        _bad_request("since must be an integer sequence number")
+    texts = _sim(request).texts.query(user=request.query.get("user"), since=int(since) if since is not None else None)
+    return _json({"texts": texts})
+
+
 @routes.delete("/_sim/messages")
 async def clear_messages(request: web.Request) -> web.Response:
-    """Forget recorded messages."""
+    """Forget recorded messages and 1:1 texts; answers how many messages were dropped."""
     sim = _sim(request)
     count = len(sim.messages)
     sim.clear_messages()

@@ -46,12 +46,15 @@ class Directory:
         self.users: dict[str, User] = {}
         self.chats: dict[str, AppChat] = {}
         self.robots: dict[str, Robot] = {}
+        # Grows with every member, chat or robot added, so viewers can tell.
+        self.revision = 0
 
     def add_user(self, userid: str, name: str) -> None:
         """Add or rename a member."""
         if not userid:
             raise ValueError("userid must not be empty")
         self.users[userid.lower()] = User(userid, name)
+        self.revision += 1
 
     def resolve(self, userid: str) -> User | None:
         """Find a member by userid, ignoring case."""
@@ -86,6 +89,7 @@ class Directory:
             raise ApiError(86215)
         chat = AppChat(chatid, name, owner_id, members)
         self.chats[chatid] = chat
+        self.revision += 1
         return chat
 
     def chat(self, chatid: object) -> AppChat:
@@ -102,6 +106,7 @@ class Directory:
         if not key:
             raise ValueError("robot key must not be empty")
         self.robots[key] = Robot(key, name, list(members))
+        self.revision += 1
 
     def snapshot(self) -> dict:
         """Return users, chats and robots as JSON-ready data."""

@@ -13,6 +13,13 @@ class MessageLog:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self._next_seq = 1
+        # Grows on every append and clear, so viewers can tell that something changed.
+        self.revision = 0
+
+    @property
+    def last_seq(self) -> int:
+        """The seq of the newest record ever stored (0 before the first), cleared or not."""
+        return self._next_seq - 1
 
     def append(self, **fields: Any) -> dict[str, Any]:
         """Store one record, stamping it with the next sequence number."""
@@ -38,6 +45,7 @@ class MessageLog:
             raise TypeError(f"unknown record fields: {sorted(unknown)}")
         record.update(fields)
         self._next_seq += 1
+        self.revision += 1
         self.records.append(record)
         return record
 
@@ -67,6 +75,66 @@ class MessageLog:
     def clear(self) -> None:
         """Forget every record (sequence numbers are not reused)."""
         self.records.clear()
+        self.revision += 1
+
+
+class TextLog:
+    """The 1:1 app chat items that are no API call: texts members typed and the app's passive text replies.
+
+    A record is `{"seq", "at", "api", "userid", "content", "msg_id", "state", "status", "after_message_seq"}`:
+    `api` is "callback/text" (typed by `userid`, sent to the bot as a text callback; `state` goes from
+    "sending" to "delivered" or "failed", `status` is the callback's last HTTP status) or "reply/text"
+    (the bot's passive text reply to the text with MsgId `msg_id`, shown to `userid`).
+    `after_message_seq` is the MessageLog seq current when the item happened, which places it among messages.
+    """
+
+    APIS = ("callback/text", "reply/text")
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._next_seq = 1
+        self.revision = 0
+
+    def append(
+        self, *, at: float, api: str, userid: str, content: str, msg_id: int | None, after_message_seq: int
+    ) -> dict[str, Any]:
+        """Store one item, stamping it with the next sequence number."""
+        if api not in self.APIS:
+            raise ValueError(f"api must be one of {self.APIS}")
+        record = {
+            "seq": self._next_seq,
+            "at": at,
+            "api": api,
+            "userid": userid,
+            "content": content,
+            "msg_id": msg_id,
+            "state": "sending" if api == "callback/text" else None,
+            "status": None,
+            "after_message_seq": after_message_seq,
+        }
+        self._next_seq += 1
+        self.revision += 1
+        self.records.append(record)
+        return record
+
+    def settle(self, record: dict[str, Any], *, status: int | None) -> None:
+        """Mark a typed text as delivered (the bot answered HTTP 200) or failed."""
+        record["status"] = status
+        record["state"] = "delivered" if status == 200 else "failed"
+        self.revision += 1
+
+    def query(self, *, user: str | None = None, since: int | None = None) -> list[dict[str, Any]]:
+        """Return items of one member's app chat (any member without `user`), after seq `since`."""
+        records = self.records
+        if since is not None:
+            records = records[bisect.bisect_right(records, since, key=lambda r: r["seq"]) :]
+        wanted = user.lower() if user else None
+        return [record for record in records if wanted is None or record["userid"].lower() == wanted]
+
+    def clear(self) -> None:
+        """Forget every item (sequence numbers are not reused)."""
+        self.records.clear()
+        self.revision += 1
 
 
 class Stats:

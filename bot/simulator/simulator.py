@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from .apis import ENDPOINTS
-from .callback_xml import card_event, fields, passive_update, text_message
+from .callback_xml import card_event, fields, passive_text, passive_update, text_message
 from .callbacks import CallbackClient
 from .cards import CardBook
 from .clock import SimClock
@@ -22,7 +22,7 @@ from .duplicates import DuplicateFilter
 from .errors import ApiError
 from .faults import ANY_API, FaultPlan
 from .limits import DailyLimit, Quota, WindowLimit
-from .records import MessageLog, Stats
+from .records import MessageLog, Stats, TextLog
 from .tokens import TokenStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class Simulator:
         self.cards = CardBook()
         self.duplicates = DuplicateFilter()
         self.log = MessageLog()
+        # The 1:1 app chat items that are no API call: texts members typed and passive text replies.
+        self.texts = TextLog()
         self.stats = Stats()
         # Per member and app: 30/min and 1000/h for app messages; 200/min and 10,000/day in app chats.
         self.app_quota = Quota(WindowLimit(30, 60), WindowLimit(1000, 3600))
@@ -63,6 +65,11 @@ class Simulator:
     def messages(self) -> list[dict[str, Any]]:
         """Every successful message call so far, oldest first."""
         return self.log.records
+
+    @property
+    def revision(self) -> int:
+        """A number that grows whenever anything a member could see changes (messages, texts, cards, directory)."""
+        return self.log.revision + self.texts.revision + self.cards.revision + self.directory.revision
 
     @property
     def gettoken_calls(self) -> int:
@@ -90,8 +97,9 @@ class Simulator:
         self.directory.add_robot(key, name, members)
 
     def clear_messages(self) -> None:
-        """Forget recorded messages (users, chats and limits stay)."""
+        """Forget recorded messages and 1:1 texts (users, chats, cards and limits stay)."""
         self.log.clear()
+        self.texts.clear()
 
     def revoke_tokens(self) -> None:
         """Invalidate every access token before it expires."""
@@ -148,17 +156,45 @@ class Simulator:
         return {**result.as_dict(), "card_updated": card_updated}
 
     async def send_text(self, from_user: str, content: str) -> dict[str, Any]:
-        """Deliver a text message from `from_user` to the bot, as typed in the app's chat."""
+        """Deliver a text message from `from_user` to the bot, as typed in the app's chat.
+
+        Both the text and the bot's passive text reply, if any, are kept in `texts` (the 1:1 chat).
+        """
         msg_id = secrets.randbits(63) or 1
+        now = self.clock.now()
         xml = text_message(
             corp_id=self.config.corp_id,
             from_user=from_user,
-            create_time=int(self.clock.now()),
+            create_time=int(now),
             content=content,
             msg_id=msg_id,
             agent_id=self.config.agent_id,
         )
-        return {**await self.send_callback(xml), "msg_id": msg_id}
+        typed = self.texts.append(
+            at=now,
+            api="callback/text",
+            userid=from_user,
+            content=content,
+            msg_id=msg_id,
+            after_message_seq=self.log.last_seq,
+        )
+        try:
+            result = await self.send_callback(xml)
+        except BaseException:
+            self.texts.settle(typed, status=None)
+            raise
+        self.texts.settle(typed, status=result["status"])
+        reply = self._reply_text(result["reply"])
+        if reply is not None:
+            self.texts.append(
+                at=self.clock.now(),
+                api="reply/text",
+                userid=from_user,
+                content=reply,
+                msg_id=msg_id,
+                after_message_seq=self.log.last_seq,
+            )
+        return {**result, "msg_id": msg_id}
 
     async def click_card(
         self,
@@ -200,6 +236,16 @@ class Simulator:
             return await op(self._session)
         async with aiohttp.ClientSession() as session:
             return await op(session)
+
+    @staticmethod
+    def _reply_text(reply_xml: str | None) -> str | None:
+        if not reply_xml:
+            return None
+        try:
+            return passive_text(reply_xml)
+        except ValueError as err:
+            _LOGGER.info("passive reply not shown: %s", err)
+            return None
 
     def _apply_passive_reply(self, plaintext_xml: str, reply_xml: str) -> bool:
         try:

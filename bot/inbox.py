@@ -1,0 +1,141 @@
+"""WeCom callbacks after decryption: store first, act once, answer within WeCom's 5-second window.
+
+A callback is written to the database (deduplicated: WeCom retries) before anything acts on it. If
+acting takes longer than the reply window, the HTTP answer is empty and the result reaches the person
+as an app message instead; callbacks stored but never finished (a crash) are finished at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bot.actions import Actions, Outcome, Report
+from bot.commands import Commands
+from bot.dispatch import DispatchPlanner
+from bot.lifecycle import METHOD_OPTIONS, OUTCOME_OPTIONS
+from bot.models import OutboxMessage
+from bot.render import fit_bytes
+from bot.wecom.callbacks import Callback, CardEvent, OtherCallback, TextMessage, parse_callback
+from storage import Storage
+
+_LOGGER = logging.getLogger(__name__)
+_CARD_KEY = re.compile(r"^(ack|report):(\d{1,12})$")
+REPLY_WINDOW = 3.0  # seconds; WeCom gives up at 5
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A passive reply to to_user: text, or a new label for the clicked card's buttons."""
+
+    to_user: str
+    text: str | None = None
+    card_label: str | None = None
+
+
+class Inbox:
+    def __init__(self, storage: Storage, actions: Actions, commands: Commands,
+                 planner: Callable[[], DispatchPlanner], clock: Callable[[], float],
+                 wake: Callable[[], None]) -> None:
+        self._storage = storage
+        self._actions = actions
+        self._commands = commands
+        self._planner = planner
+        self._clock = clock
+        self._wake = wake
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def receive(self, plaintext: str) -> Reply | None:
+        """Store and act on one decrypted callback; the reply to answer WeCom with, if any."""
+        callback = parse_callback(plaintext)
+        kind = type(callback).__name__
+        callback_id = await self._storage.record_callback(callback.dedupe_key, callback.from_user, kind, plaintext,
+                                                          self._clock())
+        if callback_id is None:
+            _LOGGER.info("duplicate callback ignored", extra={"key": callback.dedupe_key})
+            return None
+        task = asyncio.create_task(self._process(callback_id, callback))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), REPLY_WINDOW)
+        except TimeoutError:
+            # Too slow for a passive reply: let it finish and answer by app message.
+            self._background.add(task)
+            task.add_done_callback(lambda t: self._late_reply(t, callback))
+            return None
+
+    async def resume(self) -> int:
+        """Finish callbacks a previous process stored but did not act on; answers go out as app messages."""
+        pending = await self._storage.unprocessed_callbacks()
+        for callback_id, plaintext in pending:
+            callback = parse_callback(plaintext)
+            reply = await self._process(callback_id, callback)
+            await self._send_as_message(callback, reply)
+        return len(pending)
+
+    async def stop(self) -> None:
+        if self._background:
+            await asyncio.wait(self._background, timeout=5.0)
+
+    async def _process(self, callback_id: int, callback: Callback) -> Reply | None:
+        outcome = await self._act(callback)
+        await self._storage.finish_callback(callback_id, "ok" if outcome and outcome.ok else "refused",
+                                            self._clock())
+        if outcome is None:
+            return None
+        if isinstance(callback, CardEvent) and outcome.ok and outcome.card_label:
+            return Reply(callback.from_user, card_label=outcome.card_label)
+        if isinstance(callback, CardEvent):
+            # A card click cannot be answered with text: the refusal goes as an app message.
+            await self._storage.enqueue(None, [self._text_message(callback.from_user, outcome.reply)], self._clock())
+            self._wake()
+            return None
+        return Reply(callback.from_user, text=fit_bytes(outcome.reply, 2048))
+
+    async def _act(self, callback: Callback) -> Outcome | None:
+        if isinstance(callback, TextMessage):
+            return await self._commands.handle(callback.from_user, callback.content)
+        if isinstance(callback, CardEvent):
+            match = _CARD_KEY.match(callback.event_key)
+            if match is None:
+                _LOGGER.warning("card event with an unknown key", extra={"event_key": callback.event_key})
+                return None
+            action, instruction_id = match.group(1), int(match.group(2))
+            if action == "ack":
+                return await self._actions.ack(callback.from_user, instruction_id, "card")
+            report = _card_report(callback)
+            if report is None:
+                return Outcome(False, f"请在反馈卡片中选择劝阻结果后再提交（指令 #{instruction_id}）。")
+            return await self._actions.report(callback.from_user, instruction_id, report, "card")
+        assert isinstance(callback, OtherCallback)
+        return None
+
+    def _late_reply(self, task: asyncio.Task[Reply | None], callback: Callback) -> None:
+        self._background.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            _LOGGER.error("late callback processing failed", exc_info=task.exception())
+            return
+        follow_up = asyncio.create_task(self._send_as_message(callback, task.result()))
+        self._background.add(follow_up)
+        follow_up.add_done_callback(self._background.discard)
+
+    async def _send_as_message(self, callback: Callback, reply: Reply | None) -> None:
+        if reply is None or reply.text is None:
+            return
+        await self._storage.enqueue(None, [self._text_message(callback.from_user, reply.text)], self._clock())
+        self._wake()
+
+    def _text_message(self, userid: str, text: str) -> OutboxMessage:
+        planner = self._planner()
+        body = {"touser": userid, "msgtype": "text", "agentid": planner.agent_id,
+                "text": {"content": fit_bytes(text, 2048)}}
+        return OutboxMessage("reply", "app", userid, userid, body, (f"app:{userid}",), 0)
+
+
+def _card_report(event: CardEvent) -> Report | None:
+    """The outcome card's selections; None when no result was chosen (never guess an outcome)."""
+    method = METHOD_OPTIONS.get((event.selected.get("method") or [""])[0])
+    outcome = OUTCOME_OPTIONS.get((event.selected.get("outcome") or [""])[0])
+    return Report(outcome, method) if outcome else None
