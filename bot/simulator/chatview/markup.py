@@ -19,7 +19,8 @@ _Q = r"(?:&quot;|&#x27;)"
 _FONT_RE = re.compile(rf"&lt;font\s+color={_Q}?(info|comment|warning){_Q}?\s*&gt;(.*?)&lt;/font&gt;", re.IGNORECASE)
 _MD_LINK_RE = re.compile(r"\[([^\[\]\n]+)\]\(((?:https?://)[^()\s]+)\)", re.IGNORECASE)
 _A_TAG_RE = re.compile(rf"&lt;a\s+href={_Q}(https?://(?:(?!{_Q}).)+){_Q}\s*&gt;(.*?)&lt;/a&gt;", re.IGNORECASE)
-_BOLD_RE = re.compile(r"\*\*(.+?)\*\*")
+# A ** run of more than two stars is no delimiter, so a masked phone like 138****8000 stays as it is.
+_BOLD_RE = re.compile(r"(?<!\*)\*\*(?![*\s])(.+?)(?<![*\s])\*\*(?!\*)")
 _TOKEN_RE = re.compile(r"\x00(\d+)\x00")
 _SAFE_URL_RE = re.compile(r"https?://\S+", re.IGNORECASE)
 
@@ -73,11 +74,16 @@ def render_textcard_description(source: str) -> Markup:
     return render_text(text.strip("\n"))
 
 
+def plain_text(source: str) -> str:
+    """Return a text message as the plain text a chat list preview shows (links without their tags)."""
+    return re.sub(r"</?a\b[^>]*>", "", source, flags=re.IGNORECASE)
+
+
 def plain_markdown(source: str) -> str:
     """Return markdown as the plain text a chat list preview shows."""
     text = re.sub(r"</?font[^>]*>", "", source, flags=re.IGNORECASE)
     text = re.sub(r"\[([^\]]+)\]\([^)]*\)", r"\1", text)
-    text = text.replace("**", "").replace("`", "")
+    text = _BOLD_RE.sub(r"\1", text).replace("`", "")
     return " ".join(re.sub(r"^\s*(#{1,6}\s+|>\s?)", "", line).strip() for line in _lines(text) if line.strip())
 
 

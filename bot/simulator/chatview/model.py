@@ -9,7 +9,7 @@ from ..card_rules import INTERACTIVE_TYPES
 from ..content import TEXT_LIMIT, truncate_utf8
 from ..directory import User
 from ..simulator import Simulator
-from .markup import plain_markdown
+from .markup import plain_markdown, plain_text
 
 APP_CONVERSATION = "app"
 ROBOT_PREFIX = "robot-"
@@ -104,7 +104,7 @@ def preview(item: Item) -> str:
     body = item.body
     msgtype = item.msgtype
     if msgtype == "text":
-        text = str(_part(body, "text").get("content", ""))
+        text = plain_text(str(_part(body, "text").get("content", "")))
     elif msgtype in ("markdown", "markdown_v2"):
         text = plain_markdown(str(_part(body, msgtype).get("content", "")))
     elif msgtype == "template_card":
