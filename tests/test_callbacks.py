@@ -12,7 +12,6 @@ from tests.helpers import (
     instruction,
     instruction_detail,
     sim_messages,
-    wait_detail,
     wait_for_messages,
     wait_state,
 )
@@ -69,12 +68,12 @@ async def test_retried_callback_is_processed_once(bot, sim, sim_client):
     number = await _dispatched(bot, sim_client)
     task_id = await _card_task(sim_client, "liuhong", number)
     plaintext = (
-        "<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[liuhong]]></FromUserName>"
-        "<CreateTime>{t}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
-        "<Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[ack:{n}]]></EventKey>"
-        "<TaskId><![CDATA[{task}]]></TaskId><CardType><![CDATA[button_interaction]]></CardType>"
-        "<ResponseCode><![CDATA[rc-1]]></ResponseCode><AgentID>{agent}</AgentID></xml>"
-    ).format(corp=sim.config.corp_id, t=int(time.time()), n=number, task=task_id, agent=sim.config.agent_id)
+        f"<xml><ToUserName><![CDATA[{sim.config.corp_id}]]></ToUserName><FromUserName><![CDATA[liuhong]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[template_card_event]]></Event><EventKey><![CDATA[ack:{number}]]></EventKey>"
+        f"<TaskId><![CDATA[{task_id}]]></TaskId><CardType><![CDATA[button_interaction]]></CardType>"
+        f"<ResponseCode><![CDATA[rc-1]]></ResponseCode><AgentID>{sim.config.agent_id}</AgentID></xml>"
+    )
     first = await sim.send_callback(plaintext)
     second = await sim.send_callback(plaintext)  # WeCom retrying the same event
     assert first["status"] == second["status"] == 200
