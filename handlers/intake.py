@@ -79,9 +79,22 @@ async def show(request: web.Request) -> web.Response:
         "routed": {"station": instruction.routed_station, "grid": instruction.routed_grid},
         "summary": instruction.summary,
         "amount_at_risk": instruction.amount_at_risk,
+        "acknowledged": {"at": _iso_or_none(instruction.acked_at), "by": instruction.acked_by},
+        "outcome": {
+            "method": instruction.contact_method, "result": instruction.outcome,
+            "loss_avoided": instruction.loss_avoided, "amount_lost": instruction.amount_lost,
+            "note": instruction.outcome_note, "at": _iso_or_none(instruction.reported_at),
+            "by": instruction.reported_by,
+        },
+        "closed": {"at": _iso_or_none(instruction.closed_at), "by": instruction.closed_by},
+        "assignments": [
+            {"userid": a.userid, "role": a.role_label, "assigned_at": iso(a.assigned_at),
+             "acked_at": _iso_or_none(a.acked_at), "active": a.active}
+            for a in await storage.assignments(instruction_id)
+        ],
         "timeline": [{**e, "at": iso(e["at"])} for e in await storage.timeline(instruction_id)],
         "deliveries": [
-            {**d, "created_at": iso(d["created_at"]), "sent_at": iso(d["sent_at"]) if d["sent_at"] else None}
+            {**d, "created_at": iso(d["created_at"]), "sent_at": _iso_or_none(d["sent_at"])}
             for d in await storage.deliveries(instruction_id)
         ],
     }
@@ -90,4 +103,8 @@ async def show(request: web.Request) -> web.Response:
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, SHANGHAI).isoformat(timespec="milliseconds")
+
+
+def _iso_or_none(epoch: float | None) -> str | None:
+    return iso(epoch) if epoch is not None else None
 

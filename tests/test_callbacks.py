@@ -307,3 +307,13 @@ async def test_stale_callbacks_are_refused_when_a_freshness_window_is_set(aiohtt
     sim.clock.advance(3600)  # the simulator now stamps callbacks an hour ahead of the bot's wall clock
     stale = await sim.send_text("liuhong", "帮助")
     assert stale["status"] == 403
+
+
+async def test_api_shows_assignments_and_outcome(bot, sim, sim_client):
+    number = await _dispatched(bot, sim_client)
+    await sim.send_text("liuhong", f"反馈 {number} 见面 劝阻成功 挽损10万 老人已醒悟")
+    detail = await instruction_detail(bot, number)
+    assert detail["outcome"]["result"] == "劝阻成功" and detail["outcome"]["loss_avoided"] == 100000
+    assert detail["outcome"]["by"] == "liuhong" and detail["acknowledged"]["by"] == "liuhong"
+    roles = {a["userid"]: (a["role"], a["acked_at"] is not None) for a in detail["assignments"]}
+    assert roles == {"liuhong": ("网格员", True), "wangqiang": ("值班民警", False)}
