@@ -64,12 +64,10 @@ class Actions:
     # -- entry points ----------------------------------------------------------------------
 
     async def ack(self, userid: str, instruction_id: int, channel: str) -> Outcome:
-        loaded = await self._load(userid, instruction_id)
-        if isinstance(loaded, Outcome):
-            return loaded
-        i, person = loaded
-        if not await self._may_act(person, i):
-            return await self._refuse(i, person, "ack", channel)
+        begun = await self._begin(userid, instruction_id, "ack", channel)
+        if isinstance(begun, Outcome):
+            return begun
+        i, person = begun
         assignments = await self._storage.assignments(i.id)
         mine = next((a for a in assignments if a.userid == userid and a.active), None)
         now = self._clock()
@@ -98,12 +96,10 @@ class Actions:
         return Outcome(True, reply, "已签收")
 
     async def report(self, userid: str, instruction_id: int, report: Report, channel: str) -> Outcome:
-        loaded = await self._load(userid, instruction_id)
-        if isinstance(loaded, Outcome):
-            return loaded
-        i, person = loaded
-        if not await self._may_act(person, i):
-            return await self._refuse(i, person, "report", channel)
+        begun = await self._begin(userid, instruction_id, "report", channel)
+        if isinstance(begun, Outcome):
+            return begun
+        i, person = begun
         try:
             transition = plan("report", i.id, i.state, report.outcome)
         except TransitionRefused as err:
@@ -140,12 +136,10 @@ class Actions:
 
     async def close(self, userid: str, instruction_id: int, outcome: str | None, note: str | None,
                     channel: str) -> Outcome:
-        loaded = await self._load(userid, instruction_id)
-        if isinstance(loaded, Outcome):
-            return loaded
-        i, person = loaded
-        if not self._may_manage(person, i):
-            return await self._refuse(i, person, "close", channel)
+        begun = await self._begin(userid, instruction_id, "close", channel)
+        if isinstance(begun, Outcome):
+            return begun
+        i, person = begun
         try:
             plan("close", i.id, i.state)
         except TransitionRefused as err:
@@ -168,12 +162,10 @@ class Actions:
         return Outcome(True, self._renderer.macro(_REPLIES, "closed", i=closed))
 
     async def reassign(self, userid: str, instruction_id: int, to_userid: str, channel: str) -> Outcome:
-        loaded = await self._load(userid, instruction_id)
-        if isinstance(loaded, Outcome):
-            return loaded
-        i, person = loaded
-        if not self._may_manage(person, i):
-            return await self._refuse(i, person, "reassign", channel)
+        begun = await self._begin(userid, instruction_id, "reassign", channel)
+        if isinstance(begun, Outcome):
+            return begun
+        i, person = begun
         try:
             plan("reassign", i.id, i.state)
         except TransitionRefused as err:
@@ -224,6 +216,16 @@ class Actions:
         return Outcome(True, self._renderer.macro(_REPLIES, "tasks", items=tasks, now=self._clock()))
 
     # -- helpers ---------------------------------------------------------------------------
+
+    async def _begin(self, userid: str, instruction_id: int, action: str,
+                     channel: str) -> tuple[Instruction, Person] | Outcome:
+        """Load the instruction and the person and check the person may do action; else the answer to give."""
+        loaded = await self._load(userid, instruction_id)
+        if isinstance(loaded, Outcome):
+            return loaded
+        i, person = loaded
+        allowed = self._may_manage(person, i) if action in ("close", "reassign") else await self._may_act(person, i)
+        return (i, person) if allowed else await self._refuse(i, person, action, channel)
 
     async def _load(self, userid: str, instruction_id: int) -> tuple[Instruction, Person] | Outcome:
         person = self._planner().directory.people.get(userid)

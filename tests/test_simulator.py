@@ -648,6 +648,35 @@ async def test_unreadable_passive_reply_is_reported_not_applied(simulator, fake_
     assert result["reply"] is None and result["reply_error"] and result["card_updated"] is False
 
 
+async def test_typed_texts_and_passive_text_replies_are_kept_for_the_1to1_chat(client, simulator, fake_bot):
+    fake_bot.reply = lambda event: (
+        f"<xml><ToUserName><![CDATA[{event['FromUserName']}]]></ToUserName><FromUserName><![CDATA[corp]]>"
+        f"</FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content><![CDATA[收到：{event['Content']}]]></Content></xml>"
+    )
+    await post(client, "message/send", text("lisi", "先到的应用消息"), await get_token(client))
+    result = await (await client.post("/_sim/callback", json={"type": "text", "from": "lisi", "content": "签收 12"})).json()
+    assert result["status"] == 200 and result["card_updated"] is False
+    typed, reply = (await (await client.get("/_sim/texts", params={"user": "LISI"})).json())["texts"]
+    assert typed["api"] == "callback/text" and typed["content"] == "签收 12" and typed["userid"] == "lisi"
+    assert typed["msg_id"] == result["msg_id"] and typed["state"] == "delivered" and typed["status"] == 200
+    assert reply["api"] == "reply/text" and reply["content"] == "收到：签收 12" and reply["msg_id"] == result["msg_id"]
+    # Both come after the app message that was already there; /_sim/messages itself is unchanged.
+    assert typed["after_message_seq"] == reply["after_message_seq"] == 1 and typed["seq"] < reply["seq"]
+    assert [m["api"] for m in await messages(client)] == ["message/send"]
+    assert (await (await client.get("/_sim/texts", params={"since": str(typed["seq"])})).json())["texts"] == [reply]
+    assert (await (await client.get("/_sim/texts", params={"user": "zhangsan"})).json())["texts"] == []
+
+    fake_bot.reply = None
+    fake_bot.statuses = [500] * 4
+    await simulator.send_text("lisi", "没人接")
+    (failed,) = simulator.texts.query(user="lisi", since=reply["seq"])
+    assert failed["state"] == "failed" and failed["status"] == 500
+    revision = simulator.revision
+    await client.delete("/_sim/messages")
+    assert simulator.texts.records == [] and simulator.revision > revision
+
+
 async def test_url_verification(client, fake_bot):
     result = await (await client.post("/_sim/verify-callback")).json()
     assert result["ok"] is True and result["body"] == result["expected"]
