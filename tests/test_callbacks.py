@@ -9,6 +9,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from tests.helpers import (
     AUTH,
+    eventually,
     instruction,
     instruction_detail,
     sim_messages,
@@ -317,3 +318,30 @@ async def test_api_shows_assignments_and_outcome(bot, sim, sim_client):
     assert detail["outcome"]["by"] == "liuhong" and detail["acknowledged"]["by"] == "liuhong"
     roles = {a["userid"]: (a["role"], a["acked_at"] is not None) for a in detail["assignments"]}
     assert roles == {"liuhong": ("网格员", True), "wangqiang": ("值班民警", False)}
+
+
+async def test_callback_stored_before_a_crash_is_finished_at_start(aiohttp_client, sim, sim_server, sim_client,
+                                                                   make_settings):
+    from bot.app import create_app
+    from storage import open_storage
+
+    settings = make_settings(str(sim_server.make_url("")).rstrip("/"))
+    first = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    number = await _dispatched(first, sim_client)
+    await first.close()
+    # What a crash right after storing a callback leaves behind: stored, not acted on.
+    storage = await open_storage(settings.database.path)
+    plaintext = (f"<xml><ToUserName>{sim.config.corp_id}</ToUserName><FromUserName>liuhong</FromUserName>"
+                 f"<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>签收 {number}</Content>"
+                 f"<MsgId>42</MsgId></xml>")
+    assert await storage.record_callback("msg:42", "liuhong", "TextMessage", plaintext, sim.clock.now())
+    await storage.close()
+
+    second = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    assert (await instruction_detail(second, number))["state"] == "acknowledged"
+    # the answer cannot be a passive reply any more: it comes as an app message
+    texts = await eventually(
+        lambda: sim_messages(sim_client, user="liuhong", api="message/send"),
+        lambda messages: any(m["msgtype"] == "text" for m in messages),
+    )
+    assert any(f"已签收 #{number}" in m["body"]["text"]["content"] for m in texts if m["msgtype"] == "text")
