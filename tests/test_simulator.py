@@ -655,7 +655,9 @@ async def test_typed_texts_and_passive_text_replies_are_kept_for_the_1to1_chat(c
         f"<Content><![CDATA[收到：{event['Content']}]]></Content></xml>"
     )
     await post(client, "message/send", text("lisi", "先到的应用消息"), await get_token(client))
-    result = await (await client.post("/_sim/callback", json={"type": "text", "from": "lisi", "content": "签收 12"})).json()
+    result = await (
+        await client.post("/_sim/callback", json={"type": "text", "from": "lisi", "content": "签收 12"})
+    ).json()
     assert result["status"] == 200 and result["card_updated"] is False
     typed, reply = (await (await client.get("/_sim/texts", params={"user": "LISI"})).json())["texts"]
     assert typed["api"] == "callback/text" and typed["content"] == "签收 12" and typed["userid"] == "lisi"

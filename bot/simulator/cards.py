@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ApiError
 
@@ -28,6 +29,9 @@ class CardView:
     card: dict
     updated_at: float
     source: str
+    # What the member last chose on this card (question_key -> option ids), shown instead of the card's
+    # defaults; a greyed button keeps it, a whole new card starts from its own selected_id / is_checked.
+    selections: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -103,10 +107,19 @@ class CardBook:
         for userid in userids:
             view = task.views.get(userid.lower())
             if view is not None:
-                task.views[userid.lower()] = CardView(view.userid, {**view.card, "replace_text": name}, now, source)
+                card = {**view.card, "replace_text": name}
+                task.views[userid.lower()] = CardView(view.userid, card, now, source, view.selections)
                 updated.append(view.userid)
         self.revision += bool(updated)
         return updated
+
+    def remember_choices(self, task_id: str, userid: str, items: Iterable[Mapping[str, Any]]) -> None:
+        """Keep what `userid` chose when clicking or submitting their card of `task_id`."""
+        view = self.view(task_id, userid)
+        chosen = {str(item["question_key"]): [str(o) for o in item.get("option_ids", ())] for item in items}
+        if view is not None and chosen and chosen != view.selections:
+            view.selections = chosen
+            self.revision += 1
 
     def view(self, task_id: str, userid: str) -> CardView | None:
         """Return the card view `userid` has of `task_id`, if they received it."""
@@ -128,6 +141,7 @@ class CardBook:
                 "card": view.card,
                 "updated_at": view.updated_at,
                 "source": view.source,
+                "selections": view.selections,
             }
             for task in tasks
             for key, view in task.views.items()

@@ -212,6 +212,9 @@ class Simulator:
         if not card_type:
             raise ValueError(f"card_type is needed for unknown task {task_id!r}")
         now = self.clock.now()
+        selected_items = list(selected_items)
+        if event == "template_card_event":
+            self.cards.remember_choices(task_id, from_user, selected_items)
         response_code = self.cards.issue_code(task_id, now)
         xml = card_event(
             corp_id=self.config.corp_id,

@@ -35,6 +35,8 @@ class Item:
     interactive: bool = False
     menu: bool = False
     state: str | None = None
+    # The member's own last choices on the card, which it shows instead of its defaults.
+    selections: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -153,6 +155,7 @@ def _app_item(sim: Simulator, record: dict[str, Any], me: str, app_name: str) ->
         # The card as this member sees it now, after any update for them.
         item.card = view.card
         item.task_id = task_id
+        item.selections = view.selections
         card_type = view.card.get("card_type") or sim.cards.task(task_id).card_type
         item.interactive = card_type in INTERACTIVE_TYPES
         item.menu = isinstance(view.card.get("action_menu"), dict)

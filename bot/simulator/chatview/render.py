@@ -51,7 +51,6 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-
 def render_index(sim: Simulator) -> str:
     """The corp's members and groups, each linking to the member's WeCom."""
     directory = sim.directory

@@ -117,7 +117,7 @@ async def click_card(request: web.Request) -> web.Response:
         if card.get("replace_text"):
             _fail(request, 409, f"卡片已变为「{card['replace_text']}」，不能再点击")
         keys = _button_keys(card, card_type)
-        selected = selected_items(card, card_type, form)
+        selected = selected_items(card, card_type, form, view.selections)
     if event_key not in keys:
         _fail(request, 400, f"卡片上没有 key 为 {event_key!r} 的按钮")
     _require_callback_url(request, sim)
@@ -127,20 +127,30 @@ async def click_card(request: web.Request) -> web.Response:
     return _answer(request, user, str(form.get("c") or APP_CONVERSATION), result)
 
 
-def selected_items(card: Mapping[str, Any], card_type: str, form: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """SelectedItems as the card's controls stand: the member's choices, or the card's own for locked ones."""
+def selected_items(
+    card: Mapping[str, Any],
+    card_type: str,
+    form: Mapping[str, Any],
+    remembered: Mapping[str, list[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """SelectedItems as the card's controls stand: what the member picks now, else what they picked
+    before (`remembered`), else the card's own selected_id / is_checked (a `disable`d control takes no pick)."""
+    remembered = remembered or {}
     if card_type == "button_interaction":
         selection = card.get("button_selection")
-        return _select_items([selection] if isinstance(selection, dict) else [], form)
+        return _select_items([selection] if isinstance(selection, dict) else [], form, remembered)
     if card_type == "multiple_interaction":
-        return _select_items([s for s in card.get("select_list") or [] if isinstance(s, dict)], form)
+        return _select_items([s for s in card.get("select_list") or [] if isinstance(s, dict)], form, remembered)
     if card_type == "vote_interaction":
         box = card.get("checkbox")
         if not isinstance(box, dict):
             return []
         options = _option_ids(box)
         if box.get("disable"):
-            chosen = [o["id"] for o in box.get("option_list") or [] if isinstance(o, dict) and o.get("is_checked")]
+            key = str(box.get("question_key"))
+            chosen = remembered.get(key) or [
+                str(o.get("id")) for o in box.get("option_list") or [] if isinstance(o, dict) and o.get("is_checked")
+            ]
         else:
             chosen = [value for value in _getall(form, f"q.{box.get('question_key')}") if value in options]
         if box.get("mode") != 1:
@@ -149,14 +159,16 @@ def selected_items(card: Mapping[str, Any], card_type: str, form: Mapping[str, A
     return []
 
 
-def _select_items(selects: list[dict[str, Any]], form: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _select_items(
+    selects: list[dict[str, Any]], form: Mapping[str, Any], remembered: Mapping[str, list[str]]
+) -> list[dict[str, Any]]:
     items = []
     for select in selects:
         key = str(select.get("question_key"))
         options = _option_ids(select)
         chosen = None if select.get("disable") else form.get(f"q.{key}")
         if chosen not in options:
-            chosen = select.get("selected_id")
+            chosen = (remembered.get(key) or [select.get("selected_id")])[0]
         if chosen in options:
             items.append({"question_key": key, "option_ids": [chosen]})
     return items
