@@ -9,6 +9,7 @@ from bot.config import parse_settings
 from bot.demo import seed_simulator
 from bot.directory import load_directory_file
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+from tests.browser import chromium
 from tests.helpers import DISTRICT, TOKEN
 
 
@@ -66,6 +67,17 @@ async def bot(aiohttp_client, sim_server, sim, make_settings):
     client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
     sim.config.callback_url = str(client.make_url("/wecom/callback"))
     return client
+
+
+@pytest.fixture
+async def browser():
+    """A phone-sized headless chromium; the test fails if any page logged an error (CSP, script, 404)."""
+    errors: list[str] = []
+    async with chromium() as context:
+        context.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        context.on("weberror", lambda error: errors.append(str(error.error)))
+        yield context
+    assert errors == []
 
 
 def services(client):

@@ -16,7 +16,6 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
 from bot.simulator.chatview.markup import plain_markdown, render_markdown, render_text
-from tests.browser import chromium
 
 GROUP = "station01"
 
@@ -131,15 +130,6 @@ async def corp(aiohttp_server):
     await bot.close()
 
 
-@pytest.fixture
-async def browser():
-    """A phone-sized headless chromium; the test fails if any page logged an error (CSP, script, 404)."""
-    errors: list[str] = []
-    async with chromium() as context:
-        context.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        context.on("weberror", lambda error: errors.append(str(error.error)))
-        yield context
-    assert errors == []
 
 
 async def open_page(context: BrowserContext, url: str) -> Page:
