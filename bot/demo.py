@@ -86,7 +86,13 @@ Submit the sample instruction (a high-risk 冒充公检法 warning for grid DM-0
 
 {demo_curl(settings)}
 
-Then see what the station group and the assignees received:
+Then open WeCom as each person sees it, and tap 签收 on 刘红's card:
+
+{sim_url}/_sim/chat/liuhong?c=app        (grid worker 刘红)
+{sim_url}/_sim/chat/wangqiang?c=app      (on-duty officer 王强: type 结案 1 when it is reported)
+{sim_url}/_sim/chat/chenlong?c=dmstation (the station group)
+
+or read what WeCom received as JSON:
 
 curl -sS '{sim_url}/_sim/messages?chatid=dmstation'
 curl -sS '{sim_url}/_sim/messages?user=liuhong'
