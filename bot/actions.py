@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from bot.directory import Person
 from bot.dispatch import DispatchPlanner
-from bot.lifecycle import OPEN_STATES, UNSIGNED_STATES, TransitionRefused, plan
+from bot.lifecycle import OPEN_STATES, UNSIGNED_STATES, Transition, TransitionRefused, plan
 from bot.models import RISK_LABELS, RISK_PRIORITY, ROLE_LABELS, ActionWrite, AuditEvent, Instruction, OutboxMessage
 from bot.render import Renderer, format_duration
 from storage import Storage
@@ -64,10 +64,10 @@ class Actions:
     # -- entry points ----------------------------------------------------------------------
 
     async def ack(self, userid: str, instruction_id: int, channel: str) -> Outcome:
-        begun = await self._begin(userid, instruction_id, "ack", channel)
+        begun = await self._begin(userid, instruction_id, "ack", channel, check_state=False)
         if isinstance(begun, Outcome):
             return begun
-        i, person = begun
+        i, person, _ = begun
         assignments = await self._storage.assignments(i.id)
         mine = next((a for a in assignments if a.userid == userid and a.active), None)
         now = self._clock()
@@ -96,14 +96,10 @@ class Actions:
         return Outcome(True, reply, "已签收")
 
     async def report(self, userid: str, instruction_id: int, report: Report, channel: str) -> Outcome:
-        begun = await self._begin(userid, instruction_id, "report", channel)
+        begun = await self._begin(userid, instruction_id, "report", channel, report.outcome)
         if isinstance(begun, Outcome):
             return begun
-        i, person = begun
-        try:
-            transition = plan("report", i.id, i.state, report.outcome)
-        except TransitionRefused as err:
-            return Outcome(False, str(err))
+        i, person, transition = begun
         now = self._clock()
         fields = {
             "contact_method": report.method, "outcome": report.outcome, "loss_avoided": report.loss_avoided,
@@ -139,11 +135,7 @@ class Actions:
         begun = await self._begin(userid, instruction_id, "close", channel)
         if isinstance(begun, Outcome):
             return begun
-        i, person = begun
-        try:
-            plan("close", i.id, i.state)
-        except TransitionRefused as err:
-            return Outcome(False, str(err))
+        i, person, _ = begun
         now = self._clock()
         fields: dict = {"closed_at": now, "closed_by": userid}
         if outcome:
@@ -165,11 +157,7 @@ class Actions:
         begun = await self._begin(userid, instruction_id, "reassign", channel)
         if isinstance(begun, Outcome):
             return begun
-        i, person = begun
-        try:
-            plan("reassign", i.id, i.state)
-        except TransitionRefused as err:
-            return Outcome(False, str(err))
+        i, person, _ = begun
         target = self._planner().directory.people.get(to_userid)
         if target is None:
             return Outcome(False, f"通讯录中没有用户 {to_userid}，请核对用户ID（可在企业微信通讯录查看）。")
@@ -217,15 +205,25 @@ class Actions:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _begin(self, userid: str, instruction_id: int, action: str,
-                     channel: str) -> tuple[Instruction, Person] | Outcome:
-        """Load the instruction and the person and check the person may do action; else the answer to give."""
+    async def _begin(self, userid: str, instruction_id: int, action: str, channel: str, outcome: str | None = None,
+                     check_state: bool = True) -> tuple[Instruction, Person, Transition | None] | Outcome:
+        """Load the instruction and the person, check the person may do action and the state allows it.
+
+        Returns what the action needs, or the answer to give instead (refusals are audited).
+        """
         loaded = await self._load(userid, instruction_id)
         if isinstance(loaded, Outcome):
             return loaded
         i, person = loaded
         allowed = self._may_manage(person, i) if action in ("close", "reassign") else await self._may_act(person, i)
-        return (i, person) if allowed else await self._refuse(i, person, action, channel)
+        if not allowed:
+            return await self._refuse(i, person, action, channel)
+        if not check_state:
+            return i, person, None
+        try:
+            return i, person, plan(action, i.id, i.state, outcome)
+        except TransitionRefused as err:
+            return Outcome(False, str(err))
 
     async def _load(self, userid: str, instruction_id: int) -> tuple[Instruction, Person] | Outcome:
         person = self._planner().directory.people.get(userid)

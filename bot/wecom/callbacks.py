@@ -8,6 +8,8 @@ expansion, no external entities.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
@@ -85,14 +87,8 @@ class CallbackCrypto:
     def verify_url(self, signature: str, timestamp: str, nonce: str, echostr: str) -> str:
         """WeCom's URL verification: the decrypted echostr, to be answered as bare text."""
         self._check_age(timestamp)
-        try:
+        with _refusing("echostr"):
             plain = self._crypto.check_signature(signature, timestamp, nonce, echostr)
-        except InvalidSignatureException as err:
-            raise CallbackRejected(403, "bad signature") from err
-        except InvalidCorpIdException as err:
-            raise CallbackRejected(403, "wrong corp id") from err
-        except Exception as err:
-            raise CallbackRejected(400, f"undecryptable echostr: {type(err).__name__}") from err
         return plain.decode("utf-8") if isinstance(plain, bytes) else str(plain)
 
     def decrypt(self, body: bytes, signature: str, timestamp: str, nonce: str) -> str:
@@ -102,14 +98,8 @@ class CallbackCrypto:
         encrypted = envelope.findtext("Encrypt")
         if not encrypted:
             raise CallbackRejected(400, "envelope without Encrypt")
-        try:
+        with _refusing("body"):
             plain = self._crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce)
-        except InvalidSignatureException as err:
-            raise CallbackRejected(403, "bad signature") from err
-        except InvalidCorpIdException as err:
-            raise CallbackRejected(403, "wrong corp id") from err
-        except Exception as err:
-            raise CallbackRejected(400, f"undecryptable body: {type(err).__name__}") from err
         return plain.decode("utf-8") if isinstance(plain, bytes) else str(plain)
 
     def encrypt_reply(self, plaintext_xml: str, nonce: str, timestamp: int | None = None) -> str:
@@ -124,6 +114,19 @@ class CallbackCrypto:
             raise CallbackRejected(400, "timestamp is not a number") from err
         if age > self.max_age:
             raise CallbackRejected(403, f"stale timestamp ({int(age)} s old)")
+
+
+@contextmanager
+def _refusing(what: str) -> Iterator[None]:
+    """wechatpy's crypto errors as refusals: forged → 403, undecryptable → 400."""
+    try:
+        yield
+    except InvalidSignatureException as err:
+        raise CallbackRejected(403, "bad signature") from err
+    except InvalidCorpIdException as err:
+        raise CallbackRejected(403, "wrong corp id") from err
+    except Exception as err:
+        raise CallbackRejected(400, f"undecryptable {what}: {type(err).__name__}") from err
 
 
 def parse_callback(plaintext: str) -> Callback:
