@@ -92,7 +92,10 @@ def _simulator(args: argparse.Namespace) -> int:
         raise ConfigError(str(err)) from err
     sim = Simulator(config)
     if args.directory:
-        seed_simulator(sim, load_directory_file(args.directory))
+        try:
+            seed_simulator(sim, load_directory_file(args.directory))
+        except ValueError as err:  # what WeCom itself would refuse, e.g. an app chat of one member
+            raise ConfigError(f"{args.directory}: {err}") from err
     print(f"WeCom simulator on http://{args.host}:{args.port}/cgi-bin/ (inspect: /_sim/messages)", flush=True)
     web.run_app(create_simulator_app(sim), host=args.host, port=args.port, access_log=None, print=None)
     return 0

@@ -57,6 +57,10 @@ class DeliveryWorker:
         self._limiter = limiter or SendLimiter()
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        # `concurrency` bounds the WeCom calls in flight; recording results in the database happens
+        # outside that bound, so more rows than that may be claimed and in progress at once.
+        self._http_slots = asyncio.Semaphore(settings.concurrency)
+        self._max_inflight = settings.concurrency * 4
         self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -96,7 +100,7 @@ class DeliveryWorker:
     async def _pump(self) -> bool:
         """Claim and start what may go now; True if it did anything (so look again at once)."""
         self._wakeup.clear()
-        free = self._settings.concurrency - len(self._inflight)
+        free = self._max_inflight - len(self._inflight)
         if free <= 0:
             return False
         now = self._clock()
@@ -126,7 +130,7 @@ class DeliveryWorker:
 
     async def _sleep(self) -> None:
         timeout = None
-        if len(self._inflight) < self._settings.concurrency:
+        if len(self._inflight) < self._max_inflight:
             next_due = await self._storage.next_due_at()
             if next_due is not None:
                 timeout = max(0.0, next_due - self._clock())
@@ -136,7 +140,8 @@ class DeliveryWorker:
     async def _deliver(self, row: OutboxRow, claimed_at: float) -> None:
         error: WeComError | None = None
         try:
-            note = await self._send(row)
+            async with self._http_slots:
+                note = await self._send(row)
         except WeComError as err:
             error = err
         except Exception as err:
