@@ -25,6 +25,7 @@ from storage import Storage
 _LOGGER = logging.getLogger(__name__)
 _CARD_KEY = re.compile(r"^(ack|report):(\d{1,12})$")
 REPLY_WINDOW = 3.0  # seconds; WeCom gives up at 5
+_MESSAGE_KINDS = frozenset({"image", "voice", "video", "shortvideo", "location", "link", "file"})
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class Inbox:
                 return Outcome(False, f"请在反馈卡片中选择劝阻结果后再提交（指令 #{instruction_id}）。")
             return await self._actions.report(callback.from_user, instruction_id, report, "card")
         assert isinstance(callback, OtherCallback)
+        if callback.kind in _MESSAGE_KINDS:  # a photo or voice note to the app: answer, never silence
+            return Outcome(False, "目前只能识别文字指令。\n" + self._commands.help_text())
         return None
 
     def _late_reply(self, task: asyncio.Task[Reply | None], callback: Callback) -> None:

@@ -345,3 +345,11 @@ async def test_callback_stored_before_a_crash_is_finished_at_start(aiohttp_clien
         lambda messages: any(m["msgtype"] == "text" for m in messages),
     )
     assert any(f"已签收 #{number}" in m["body"]["text"]["content"] for m in texts if m["msgtype"] == "text")
+
+
+async def test_a_photo_to_the_app_gets_the_help_text(bot, sim):
+    plaintext = (f"<xml><ToUserName>{sim.config.corp_id}</ToUserName><FromUserName>liuhong</FromUserName>"
+                 "<CreateTime>1700000001</CreateTime><MsgType>image</MsgType><PicUrl>http://x/p.jpg</PicUrl>"
+                 f"<MediaId>m1</MediaId><MsgId>777</MsgId><AgentID>{sim.config.agent_id}</AgentID></xml>")
+    result = await sim.send_callback(plaintext)
+    assert "只能识别文字指令" in _reply_text(result) and "可用指令" in _reply_text(result)
