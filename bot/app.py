@@ -83,10 +83,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         salt = await storage.meta("instance_salt") or "qz"
         planner = DispatchPlanner(directory, renderer, settings.wecom.agent_id, f"qz{salt}",
                                   settings.delivery.duplicate_check_interval)
-        services_ref: list[Services] = []
 
         def current_planner() -> DispatchPlanner:
-            return services_ref[0].planner
+            # Looked up on each use, so that a reloaded directory (a new planner) takes effect at once.
+            return app[SERVICES].planner
 
         worker = DeliveryWorker(storage, wecom, settings.delivery, metrics, renderer, current_planner, clock)
         intake = IntakeService(storage, current_planner, worker.wake, metrics, clock)
@@ -96,7 +96,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                                 settings.wecom.callback_max_age)
         services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake, actions,
                             inbox, crypto)
-        services_ref.append(services)
         app[SERVICES] = services
         await worker.start()
         resumed = await inbox.resume()
