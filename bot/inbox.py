@@ -66,6 +66,10 @@ class Inbox:
             self._background.add(task)
             task.add_done_callback(lambda t: self._late_reply(t, callback))
             return None
+        except Exception:
+            # Stored but not finished: WeCom's retry is a duplicate now, so the next start finishes it.
+            _LOGGER.exception("acting on callback %d failed; it will be retried at the next start", callback_id)
+            return None
 
     async def resume(self) -> int:
         """Finish callbacks a previous process stored but did not act on; answers go out as app messages."""
