@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from bot.directory import Person
 from bot.dispatch import DispatchPlanner
-from bot.lifecycle import OPEN_STATES, UNSIGNED_STATES, Transition, TransitionRefused, plan
+from bot.lifecycle import OPEN_STATES, UNSIGNED_STATES, VERBS, Transition, TransitionRefused, plan
 from bot.models import RISK_LABELS, RISK_PRIORITY, ROLE_LABELS, ActionWrite, AuditEvent, Instruction, OutboxMessage
 from bot.render import Renderer, format_duration
 from storage import Storage
@@ -167,7 +167,7 @@ class Actions:
         planner = self._planner()
         card = self._renderer.json(
             "wecom/assignee_card.json.j2", i=i, assignee=who_to, task_id=planner.task_id(i.id, to_userid, "-r"),
-            grid=planner.directory.grids.get(i.routed_grid or ""), risk_label=_risk_label(i),
+            grid=planner.directory.grids.get(i.routed_grid or ""), risk_label=RISK_LABELS[i.risk_level],
             center_name=planner.directory.center_name,
         )
         notice = self._renderer.macro(_NOTICES, "reassigned", i=i, who=self._who(person, i), to=who_to)
@@ -254,8 +254,8 @@ class Actions:
         await self._write(ActionWrite(i.id, i.state, i.state, events=[event]))
         _LOGGER.warning("refused", extra={"instruction_id": i.id, "userid": person.userid, "action": action})
         if action in ("close", "reassign"):
-            return Outcome(False, f"抱歉，只有指令 #{i.id} 所属派出所的民警或所领导可以{_VERB[action]}。")
-        return Outcome(False, f"抱歉，指令 #{i.id} 不属于你所在的派出所或网格，不能{_VERB[action]}。"
+            return Outcome(False, f"抱歉，只有指令 #{i.id} 所属派出所的民警或所领导可以{VERBS[action]}。")
+        return Outcome(False, f"抱歉，指令 #{i.id} 不属于你所在的派出所或网格，不能{VERBS[action]}。"
                               "如需协助请联系值班民警。")
 
     def _refused_by_state(self, action: str, i: Instruction) -> Outcome:
@@ -304,12 +304,7 @@ class Actions:
         return {"seconds_since_received": round(now - i.received_at, 1), "late": self._late(i, now)}
 
 
-_VERB = {"ack": "签收", "report": "反馈", "close": "结案", "reassign": "转派"}
-
-
 def _stranger() -> Outcome:
     return Outcome(False, "你不在反诈处置通讯录中，无法办理指令。如有需要请联系派出所或反诈中心管理员。")
 
 
-def _risk_label(i: Instruction) -> str:
-    return RISK_LABELS[i.risk_level]

@@ -64,7 +64,7 @@ class Inbox:
         except TimeoutError:
             # Too slow for a passive reply: let it finish and answer by app message.
             self._background.add(task)
-            task.add_done_callback(lambda t: self._late_reply(t, callback))
+            task.add_done_callback(self._late_reply)
             return None
         except Exception:
             # Stored but not finished: WeCom's retry is a duplicate now, so the next start finishes it.
@@ -76,8 +76,7 @@ class Inbox:
         pending = await self._storage.unprocessed_callbacks()
         for callback_id, plaintext in pending:
             callback = parse_callback(plaintext)
-            reply = await self._process(callback_id, callback)
-            await self._send_as_message(callback, reply)
+            await self._send_as_message(await self._process(callback_id, callback))
         return len(pending)
 
     async def stop(self) -> None:
@@ -94,8 +93,7 @@ class Inbox:
             return Reply(callback.from_user, card_label=outcome.card_label)
         if isinstance(callback, CardEvent):
             # A card click cannot be answered with text: the refusal goes as an app message.
-            await self._storage.enqueue(None, [self._text_message(callback.from_user, outcome.reply)], self._clock())
-            self._wake()
+            await self._send_as_message(Reply(callback.from_user, text=outcome.reply))
             return None
         return Reply(callback.from_user, text=fit_bytes(outcome.reply, 2048))
 
@@ -119,19 +117,20 @@ class Inbox:
             return Outcome(False, "目前只能识别文字指令。\n" + self._commands.help_text())
         return None
 
-    def _late_reply(self, task: asyncio.Task[Reply | None], callback: Callback) -> None:
+    def _late_reply(self, task: asyncio.Task[Reply | None]) -> None:
         self._background.discard(task)
         if task.cancelled() or task.exception() is not None:
             _LOGGER.error("late callback processing failed", exc_info=task.exception())
             return
-        follow_up = asyncio.create_task(self._send_as_message(callback, task.result()))
+        follow_up = asyncio.create_task(self._send_as_message(task.result()))
         self._background.add(follow_up)
         follow_up.add_done_callback(self._background.discard)
 
-    async def _send_as_message(self, callback: Callback, reply: Reply | None) -> None:
+    async def _send_as_message(self, reply: Reply | None) -> None:
+        """A text reply that cannot be passive any more, sent as an app message instead."""
         if reply is None or reply.text is None:
             return
-        await self._storage.enqueue(None, [self._text_message(callback.from_user, reply.text)], self._clock())
+        await self._storage.enqueue(None, [self._text_message(reply.to_user, reply.text)], self._clock())
         self._wake()
 
     def _text_message(self, userid: str, text: str) -> OutboxMessage:

@@ -36,7 +36,7 @@ _HINTS = {
     "resolved": "结案 {id}（民警或所领导）",
     "closed": "查询 {id}",
 }
-_ACTION_LABELS = {"ack": "签收", "report": "反馈", "close": "结案", "reassign": "转派"}
+VERBS = {"ack": "签收", "report": "反馈", "close": "结案", "reassign": "转派"}
 # Audit actions as the timeline shows them to people.
 ACTION_LABELS = {
     "received": "接收指令", "needs_assignment": "待人工指派", "delivered": "推送送达", "delivery_failed": "推送失败",
@@ -70,7 +70,7 @@ def plan(action: str, instruction_id: int, state: str, outcome: str | None = Non
         if action == "close" and state in OPEN_STATES:
             raise TransitionRefused(f"指令 #{instruction_id} 尚未反馈劝阻结果，不能结案（当前：{label}）。可以：{hint}")
         raise TransitionRefused(
-            f"指令 #{instruction_id} 当前{label}，不能{_ACTION_LABELS[action]}。" + (f"可以：{hint}" if hint else "")
+            f"指令 #{instruction_id} 当前{label}，不能{VERBS[action]}。" + (f"可以：{hint}" if hint else "")
         )
     if action == "ack":
         return Transition(action, state, "acknowledged")

@@ -23,7 +23,7 @@ from bot.config import DeliverySettings
 from bot.directory import Directory
 from bot.dispatch import DispatchPlanner
 from bot.metrics import Metrics
-from bot.models import RISK_LABELS, AuditEvent, OutboxRow
+from bot.models import RISK_LABELS, ActionWrite, AuditEvent, OutboxRow
 from bot.ratelimit import SendLimiter
 from bot.render import Renderer
 from bot.wecom import WeComClient, WeComError, WeComRejected, WeComRetryable, WeComTokenError
@@ -141,7 +141,7 @@ class DeliveryWorker:
         error: WeComError | None = None
         try:
             async with self._http_slots:
-                note = await self._send(row)
+                payload, note = await self._send(row)
         except WeComError as err:
             error = err
         except Exception as err:
@@ -151,38 +151,40 @@ class DeliveryWorker:
             # The call may have reached WeCom whatever its outcome: count it when it finished.
             self._limiter.settle(row.rate_keys, claimed_at, self._clock())
         if error is None:
-            await self._delivered(row, note)
+            await self._delivered(row, payload, note)
         else:
             await self._failed_attempt(row, error)
 
-    async def _send(self, row: OutboxRow) -> str | None:
-        """Make the WeCom call; returns a note for the trace, raises WeComError."""
+    async def _send(self, row: OutboxRow) -> tuple[dict[str, Any], str | None]:
+        """Make the WeCom call; returns WeCom's answer and a note for the trace, raises WeComError."""
         try:
             if row.channel == "app":
                 payload = await self._client.send_message(row.body)
                 if row.address.lower() in [u.lower() for u in invalid_users(payload)]:
                     raise WeComRejected(None, f"企业微信不认识用户 {row.address}（invaliduser）")
             elif row.channel == "appchat":
-                await self._client.send_appchat(row.body)
+                payload = await self._client.send_appchat(row.body)
             else:
-                await self._client.send_webhook(row.address, row.body)
+                payload = await self._client.send_webhook(row.address, row.body)
         except WeComRejected as err:
             if err.errcode == _TASK_ID_EXISTS and row.task_id and row.attempts > 1:
                 # An earlier attempt of this very row reached WeCom: the card is there already.
-                return "卡片 task_id 已存在，前次推送已送达"
+                return {}, "卡片 task_id 已存在，前次推送已送达"
             raise
-        return None
+        return payload, None
 
-    async def _delivered(self, row: OutboxRow, note: str | None) -> None:
+    async def _delivered(self, row: OutboxRow, payload: dict[str, Any], note: str | None) -> None:
         now = self._clock()
-        remaining = await self._storage.mark_sent(row, now, None, None, note)
+        # msgid allows a recall; a card's response_code allows updating it through the API.
+        remaining = await self._storage.mark_sent(row, now, payload.get("msgid"), payload.get("response_code"), note)
         self._metrics.messages_sent.labels(row.channel, row.purpose).inc()
         self._metrics.delivery_latency.labels(row.purpose).observe(max(0.0, now - row.created_at))
         _LOGGER.info("delivered", extra={"outbox_id": row.id, "purpose": row.purpose, "to": row.label,
                                          "instruction_id": row.instruction_id, "attempts": row.attempts})
         if row.instruction_id is not None and remaining == 0 and row.purpose in ("station_notice", "assignee_card"):
             event = AuditEvent("dispatched", "system", "outbox", "received", "dispatched")
-            await self._storage.transition(row.instruction_id, "received", event, now)
+            await self._storage.apply_action(ActionWrite(row.instruction_id, "received", "dispatched", events=[event]),
+                                             now)
 
     async def _failed_attempt(self, row: OutboxRow, err: WeComError) -> None:
         now = self._clock()

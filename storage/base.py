@@ -10,7 +10,6 @@ from bot.models import (
     AcceptResult,
     ActionWrite,
     Assignment,
-    AuditEvent,
     DispatchPlan,
     Instruction,
     NewInstruction,
@@ -46,8 +45,6 @@ class Storage(Protocol):
     async def timeline(self, instruction_id: int) -> list[dict[str, Any]]: ...
 
     async def deliveries(self, instruction_id: int) -> list[dict[str, Any]]: ...
-
-    async def transition(self, instruction_id: int, from_state: str, event: AuditEvent, now: float) -> bool: ...
 
     async def apply_action(self, write: ActionWrite, now: float) -> bool: ...
 

@@ -21,6 +21,7 @@ from typing import Any
 import aiosqlite
 
 from bot.directory import ChatGroup, Directory, Grid, Person, Station
+from bot.lifecycle import OPEN_STATES
 from bot.models import (
     ACTION_FIELDS,
     AcceptResult,
@@ -294,18 +295,6 @@ class SQLiteStorage:
         )
         return [dict(r) for r in rows]
 
-    async def transition(self, instruction_id: int, from_state: str, event: AuditEvent, now: float) -> bool:
-        """Move an instruction from from_state to event.to_state; False if it was no longer in from_state."""
-        async with self._transaction() as db:
-            cursor = await db.execute(
-                "UPDATE instructions SET state = ? WHERE id = ? AND state = ?",
-                (event.to_state, instruction_id, from_state),
-            )
-            if cursor.rowcount == 0:
-                return False
-            await self._insert_events(db, instruction_id, [event], now)
-            return True
-
     async def apply_action(self, write: ActionWrite, now: float) -> bool:
         """Write one action if the instruction is still in write.from_state; False if it moved meanwhile."""
         unknown = set(write.fields) - ACTION_FIELDS
@@ -351,10 +340,9 @@ class SQLiteStorage:
 
     async def open_tasks(self, userid: str) -> list[Instruction]:
         rows = await self._conn.execute_fetchall(
-            f"SELECT {', '.join('i.' + c.strip() for c in _INSTRUCTION_COLUMNS.split(','))}"
-            " FROM instructions i JOIN assignments a ON a.instruction_id = i.id"
-            " WHERE a.userid = ? AND a.active = 1 AND i.state IN"
-            " ('received', 'dispatched', 'acknowledged', 'contacting') ORDER BY i.received_at, i.id",
+            f"SELECT {_INSTRUCTION_COLUMNS} FROM instructions"
+            " WHERE id IN (SELECT instruction_id FROM assignments WHERE userid = ? AND active = 1)"
+            f" AND state IN {OPEN_STATES!r} ORDER BY received_at, id",
             (userid,),
         )
         return [_instruction(r) for r in rows]
