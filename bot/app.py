@@ -20,6 +20,7 @@ from bot.intake import IntakeService
 from bot.metrics import Metrics
 from bot.outbox import DeliveryWorker
 from bot.render import Renderer
+from bot.scheduler import Scheduler
 from bot.wecom import WeComClient
 from bot.wecom.callbacks import CallbackCrypto
 from storage import Storage, open_storage
@@ -43,6 +44,7 @@ class Services:
     actions: Actions
     inbox: Inbox
     callback_crypto: CallbackCrypto
+    scheduler: Scheduler
 
     @property
     def directory(self) -> Directory:
@@ -74,6 +76,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     storage = await open_storage(settings.database.path, settings.database.synchronous)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
     worker: DeliveryWorker | None = None
+    scheduler = Scheduler()
     try:
         await storage.replace_directory(directory_file)
         directory = await storage.load_directory()
@@ -95,18 +98,20 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         crypto = CallbackCrypto(settings.wecom.token, settings.wecom.encoding_aes_key, settings.wecom.corp_id,
                                 settings.wecom.callback_max_age)
         services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake, actions,
-                            inbox, crypto)
+                            inbox, crypto, scheduler)
         app[SERVICES] = services
         await worker.start()
         resumed = await inbox.resume()
         if resumed:
             _LOGGER.warning("finished %d callbacks stored before the last shutdown", resumed)
+        scheduler.start()
         _LOGGER.info("quanzu started", extra={
             "stations": len(directory.stations), "grids": len(directory.grids), "people": len(directory.people),
             "database": str(settings.database.path), "wecom_api": settings.wecom.api_base,
         })
         yield
     finally:
+        scheduler.stop()
         if SERVICES in app:
             await app[SERVICES].inbox.stop()
         if worker is not None:
