@@ -11,10 +11,33 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from bot.deadlines import visit_deadlines
 from bot.directory import Person
-from bot.dispatch import DispatchPlanner
-from bot.lifecycle import OPEN_STATES, UNSIGNED_STATES, VERBS, Transition, TransitionRefused, plan
-from bot.models import RISK_LABELS, RISK_PRIORITY, ROLE_LABELS, ActionWrite, AuditEvent, Instruction, OutboxMessage
+from bot.dispatch import Assignee, DispatchPlanner, phone_assignees, visit_assignees
+from bot.lifecycle import (
+    OPEN_STATES,
+    UNSIGNED_STATES,
+    VERBS,
+    VISIT_STATES,
+    Transition,
+    TransitionRefused,
+    plan,
+    report_target,
+)
+from bot.models import (
+    RISK_PRIORITY,
+    ROLE_LABELS,
+    ActionWrite,
+    Assignment,
+    AuditEvent,
+    Deadline,
+    Instruction,
+    NewAssignment,
+    NewDeadline,
+    OutboxMessage,
+    Settlement,
+)
+from bot.policy import Policy
 from bot.render import Renderer, format_duration
 from storage import Storage
 
@@ -22,9 +45,6 @@ _LOGGER = logging.getLogger(__name__)
 _REPLIES = "wecom/replies.j2"
 _NOTICES = "wecom/notices.j2"
 _MANAGERS = ("officer", "station_leader", "center")
-# A sign-for later than this after the instruction arrived is flagged as late in the group.
-# (Per-risk deadlines and escalation come with the escalation policies.)
-LATE_ACK_SECONDS = {"high": 300, "medium": 1800, "low": 7200}
 
 
 @dataclass(frozen=True)
@@ -68,30 +88,33 @@ class Actions:
         if isinstance(begun, Outcome):
             return begun
         i, person, _ = begun
-        assignments = await self._storage.assignments(i.id)
-        mine = next((a for a in assignments if a.userid == userid and a.active), None)
+        task = await self._task(i, person)
         now = self._clock()
+        fields: dict = {}
         if i.state in UNSIGNED_STATES:
             to_state, fields = "acknowledged", {"acked_at": now, "acked_by": userid}
-        elif i.state in OPEN_STATES and mine is not None and mine.acked_at is None:
-            to_state, fields = i.state, {}  # a second assignee signs: recorded, the state stays
+        elif i.state == "visit_required" and task.stage == "visit":
+            to_state = "visiting"
+        elif i.state in OPEN_STATES and task.mine is not None and task.mine.acked_at is None:
+            to_state = i.state  # another assignee signs their own task: recorded, the state stays
         else:
             return self._refused_by_state("ack", i)
         elapsed = format_duration(now - i.received_at)
+        timing = task.timing("ack", now, i)
         notice = self._renderer.macro(_NOTICES, "acked", i=i, who=self._who(person, i), elapsed=elapsed,
-                                      late=self._late(i, now))
+                                      late=timing["late"], late_by=timing["late_by"], stage=task.stage)
         write = ActionWrite(
             i.id, i.state, to_state, fields=fields,
-            events=[self._event("ack", person, channel, i.state, to_state, self._timing(i, now))],
+            events=[self._event("ack", person, channel, i.state, to_state, {**timing, "stage": task.stage})],
             messages=[self._group_notice(i, notice), self._feedback_card(i, userid)],
-            ack_user=userid,
+            ack_user=userid, ack_stage=task.stage, settle=[Settlement("met", task.stage, "ack")],
         )
         if not await self._write(write):
             return await self.ack(userid, instruction_id, channel)  # moved meanwhile: decide again
-        if fields:
-            reply = self._renderer.macro(_REPLIES, "acked", i=i, elapsed=elapsed)
+        if i.state in UNSIGNED_STATES or task.mine is None or i.acked_by is None:
+            reply = self._renderer.macro(_REPLIES, "acked", i=i, elapsed=elapsed, stage=task.stage)
         else:
-            first = self._planner().directory.people.get(i.acked_by or "")
+            first = self._planner().directory.people.get(i.acked_by)
             reply = self._renderer.macro(_REPLIES, "also_acked", i=i, first_by=first.name if first else i.acked_by)
         return Outcome(True, reply, "已签收")
 
@@ -99,8 +122,15 @@ class Actions:
         begun = await self._begin(userid, instruction_id, "report", channel, report.outcome)
         if isinstance(begun, Outcome):
             return begun
-        i, person, transition = begun
+        i, person, _ = begun
+        task = await self._task(i, person)
+        planner = self._planner()
+        policy = planner.policies[i.risk_level]
         now = self._clock()
+        visit_exists = task.visit_exists
+        starts_visit = (task.stage == "phone" and not visit_exists and report.outcome in policy.visit_on)
+        visitors = self._visitors(i, now) if starts_visit else []
+        to_state = report_target(report.outcome, task.stage, visit_exists, task.visit_signed, bool(visitors))
         fields = {
             "contact_method": report.method, "outcome": report.outcome, "loss_avoided": report.loss_avoided,
             "amount_lost": report.amount_lost, "outcome_note": report.note, "reported_at": now,
@@ -110,24 +140,36 @@ class Actions:
         if i.state in UNSIGNED_STATES:  # reporting counts as signing
             fields.update(acked_at=now, acked_by=userid)
             events.append(self._event("ack", person, channel, i.state, "acknowledged",
-                                      {**self._timing(i, now), "implicit": True}))
-        still_open = transition.to_state != "resolved"
-        events.append(self._event("report", person, channel, i.state, transition.to_state, {
+                                      {**task.timing("ack", now, i), "implicit": True, "stage": task.stage}))
+        events.append(self._event("report", person, channel, i.state, to_state, {
             "method": report.method, "outcome": report.outcome, "loss_avoided": report.loss_avoided,
-            "amount_lost": report.amount_lost, "note": report.note,
+            "amount_lost": report.amount_lost, "note": report.note, "stage": task.stage,
+            **({"contact": task.timing("contact", now, i)} if task.stage == "phone" else {}),
         }))
+        settle = [Settlement("met", task.stage, "ack")]
+        if task.stage == "phone":
+            settle.append(Settlement("met", "phone", "contact"))
+        if to_state == "resolved":
+            settle += [Settlement("met", None, "report"), Settlement("moot")]
+        elif visit_exists or visitors:
+            settle.append(Settlement("superseded", "phone", "report"))
+        visit = self._order_visit(i, person, visitors, policy, now) if visitors else None
         notice = self._renderer.macro(
             _NOTICES, "reported", i=i, who=self._who(person, i), method=report.method, outcome=report.outcome,
             loss_avoided=report.loss_avoided, amount_lost=report.amount_lost, note=report.note,
-            still_open=still_open,
+            still_open=to_state != "resolved", visit=visit.notice if visit else None,
         )
-        write = ActionWrite(i.id, i.state, transition.to_state, fields=fields, events=events,
-                            messages=[self._group_notice(i, notice)], ack_user=userid)
+        write = ActionWrite(
+            i.id, i.state, to_state, fields=fields, events=events + (visit.events if visit else []),
+            messages=[self._group_notice(i, notice), *(visit.cards if visit else [])], ack_user=userid,
+            ack_stage=task.stage, settle=settle, deadlines=visit.deadlines if visit else [],
+            assign=visit.assign if visit else [],
+        )
         if not await self._write(write):
             return await self.report(userid, instruction_id, report, channel)
         reply = self._renderer.macro(_REPLIES, "reported", i=i, method=report.method, outcome=report.outcome,
                                      loss_avoided=report.loss_avoided, amount_lost=report.amount_lost,
-                                     still_open=still_open)
+                                     still_open=to_state != "resolved", visit=visit.notice if visit else None)
         return Outcome(True, reply, "已反馈")
 
     async def close(self, userid: str, instruction_id: int, outcome: str | None, note: str | None,
@@ -165,19 +207,17 @@ class Actions:
         released = [a.userid for a in assignments if a.active and a.acked_at is None and a.userid != to_userid]
         who_to = self._who(target, i)
         planner = self._planner()
-        card = self._renderer.json(
-            "wecom/assignee_card.json.j2", i=i, assignee=who_to, task_id=planner.task_id(i.id, to_userid, "-r"),
-            grid=planner.directory.grids.get(i.routed_grid or ""), risk_label=RISK_LABELS[i.risk_level],
-            center_name=planner.directory.center_name,
-        )
+        stage = "visit" if target.role == "grid_worker" or i.state in VISIT_STATES else "phone"
+        due = {(d.stage, d.milestone): d.due_at for d in await self._storage.deadlines(i.id)}
+        card = planner.assignee_card(i, Assignee(to_userid, who_to.name, who_to.role_label, stage),
+                                     due.get((stage, "ack"), self._clock()), "-r", now=self._clock())
         notice = self._renderer.macro(_NOTICES, "reassigned", i=i, who=self._who(person, i), to=who_to)
         write = ActionWrite(
             i.id, i.state, i.state,
             events=[self._event("reassign", person, channel, i.state, i.state,
                                 {"to": to_userid, "released": released})],
-            messages=[planner.personal_card(to_userid, card, "assignee_card", RISK_PRIORITY[i.risk_level]),
-                      self._group_notice(i, notice)],
-            assign=[(to_userid, who_to.role_label)],
+            messages=[card, self._group_notice(i, notice)],
+            assign=[NewAssignment(to_userid, who_to.role_label, stage)],
             unassign=[*released, to_userid],
         )
         if not await self._write(write):
@@ -273,9 +313,7 @@ class Actions:
 
     def _group_notice(self, i: Instruction, content: str) -> OutboxMessage:
         planner = self._planner()
-        directory = planner.directory
-        station = directory.stations.get(i.routed_station or "")
-        group = directory.group(station.group_code if station else None) or directory.group(directory.fallback_group)
+        group = planner.station_group(i) or planner.directory.group(planner.directory.fallback_group)
         if group is None:
             raise RuntimeError("no group to notify: configure the station's group or center.fallback_group")
         return planner.group_markdown(group, content, "action_notice", RISK_PRIORITY[i.risk_level])
@@ -287,8 +325,8 @@ class Actions:
         return planner.personal_card(userid, card, "feedback_card", RISK_PRIORITY[i.risk_level])
 
     def _who(self, person: Person, i: Instruction) -> _Who:
-        station = self._planner().directory.stations.get(i.routed_station or "")
-        on_duty = station is not None and station.duty_officer == person.userid
+        on_duty = (i.routed_station is not None and person.role == "officer"
+                   and self._planner().roster.on_duty(i.routed_station, self._clock()).officer == person.userid)
         return _Who(person.userid, person.name, "值班民警" if on_duty else ROLE_LABELS[person.role])
 
     @staticmethod
@@ -296,12 +334,75 @@ class Actions:
                detail: dict | None = None) -> AuditEvent:
         return AuditEvent(action, person.userid, channel, from_state, to_state, detail or {})
 
-    @staticmethod
-    def _late(i: Instruction, now: float) -> bool:
-        return now - i.received_at > LATE_ACK_SECONDS[i.risk_level]
+    async def _task(self, i: Instruction, person: Person) -> _Task:
+        """The person's part in the instruction: their assignment and the stage they act for."""
+        assignments = [a for a in await self._storage.assignments(i.id) if a.active]
+        deadlines = {(d.stage, d.milestone): d for d in await self._storage.deadlines(i.id)}
+        mine = next((a for a in assignments if a.userid == person.userid), None)
+        if mine is not None:
+            stage = mine.stage
+        elif person.role == "grid_worker" or i.state in VISIT_STATES:
+            stage = "visit"
+        else:
+            open_phone_ack = deadlines.get(("phone", "ack"))
+            open_visit_ack = deadlines.get(("visit", "ack"))
+            phone_pending = open_phone_ack is not None and open_phone_ack.state == "open"
+            stage = "visit" if not phone_pending and open_visit_ack and open_visit_ack.state == "open" else "phone"
+        visitors = [a for a in assignments if a.stage == "visit"]
+        return _Task(
+            mine=mine, stage=stage, deadlines=deadlines,
+            visit_exists=bool(visitors) or ("visit", "ack") in deadlines,
+            visit_signed=any(a.acked_at is not None for a in visitors) or stage == "visit",
+        )
 
-    def _timing(self, i: Instruction, now: float) -> dict:
-        return {"seconds_since_received": round(now - i.received_at, 1), "late": self._late(i, now)}
+    def _visitors(self, i: Instruction, now: float) -> list[Assignee]:
+        """Who goes to the door: the grid's workers, or the officer on duty where the grid has none."""
+        planner = self._planner()
+        visitors = visit_assignees(planner.directory, i.routed_grid)
+        if not visitors:
+            visitors = [replace(a, stage="visit")
+                        for a in phone_assignees(planner.directory, planner.roster, i.routed_station, now)]
+        return visitors
+
+    def _order_visit(self, i: Instruction, person: Person, visitors: list[Assignee], policy: Policy,
+                     now: float) -> _Visit:
+        """The second stage of the playbook: visit cards, their deadlines and the line for the group."""
+        planner = self._planner()
+        deadlines = visit_deadlines(policy, now)
+        due = {d.milestone: d.due_at for d in deadlines}
+        cards = [planner.assignee_card(i, a, due["ack"], "-v") for a in visitors]
+        notice = self._renderer.macro(_NOTICES, "visit_ordered", i=i, visitors=visitors, ack_due=due["ack"],
+                                      report_due=due["report"])
+        event = AuditEvent("visit_ordered", "system", "playbook", i.state, i.state, {
+            "after_report_by": person.userid, "visitors": [a.userid for a in visitors],
+            "ack_due": due["ack"], "report_due": due["report"]})
+        return _Visit(notice, [event], cards, deadlines,
+                      [NewAssignment(a.userid, a.role_label, "visit") for a in visitors])
+
+
+@dataclass(frozen=True)
+class _Task:
+    mine: Assignment | None
+    stage: str  # phone | visit
+    deadlines: dict[tuple[str, str], Deadline]
+    visit_exists: bool
+    visit_signed: bool
+
+    def timing(self, milestone: str, now: float, i: Instruction) -> dict:
+        """How the action stands against its deadline, for the audit trail and the group notice."""
+        deadline = self.deadlines.get((self.stage, milestone))
+        late_by = max(0.0, now - deadline.due_at) if deadline is not None else 0.0
+        return {"seconds_since_received": round(now - i.received_at, 1), "late": late_by > 0,
+                "late_by": round(late_by, 1), "due_at": deadline.due_at if deadline else None}
+
+
+@dataclass(frozen=True)
+class _Visit:
+    notice: str
+    events: list[AuditEvent]
+    cards: list[OutboxMessage]
+    deadlines: list[NewDeadline]
+    assign: list[NewAssignment]
 
 
 def _stranger() -> Outcome:

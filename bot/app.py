@@ -15,6 +15,7 @@ from bot.commands import Commands
 from bot.config import Settings
 from bot.directory import Directory, load_directory_file
 from bot.dispatch import DispatchPlanner
+from bot.escalation import Escalations
 from bot.inbox import Inbox
 from bot.intake import IntakeService
 from bot.metrics import Metrics
@@ -45,6 +46,7 @@ class Services:
     inbox: Inbox
     callback_crypto: CallbackCrypto
     scheduler: Scheduler
+    escalations: Escalations
 
     @property
     def directory(self) -> Directory:
@@ -85,7 +87,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         wecom = WeComClient(session, settings.wecom, clock)
         salt = await storage.meta("instance_salt") or "qz"
         planner = DispatchPlanner(directory, renderer, settings.wecom.agent_id, f"qz{salt}",
-                                  settings.delivery.duplicate_check_interval)
+                                  settings.delivery.duplicate_check_interval, settings.policies)
 
         def current_planner() -> DispatchPlanner:
             # Looked up on each use, so that a reloaded directory (a new planner) takes effect at once.
@@ -95,15 +97,18 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         intake = IntakeService(storage, current_planner, worker.wake, metrics, clock)
         actions = Actions(storage, current_planner, renderer, clock, worker.wake)
         inbox = Inbox(storage, actions, Commands(actions, renderer), current_planner, clock, worker.wake)
+        escalations = Escalations(storage, current_planner, renderer, clock, worker.wake, settings.escalation)
         crypto = CallbackCrypto(settings.wecom.token, settings.wecom.encoding_aes_key, settings.wecom.corp_id,
                                 settings.wecom.callback_max_age)
         services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake, actions,
-                            inbox, crypto, scheduler)
+                            inbox, crypto, scheduler, escalations)
         app[SERVICES] = services
+        await escalations.refresh_roster(force=True)  # before the first instruction is routed
         await worker.start()
         resumed = await inbox.resume()
         if resumed:
             _LOGGER.warning("finished %d callbacks stored before the last shutdown", resumed)
+        scheduler.every(settings.escalation.sweep_interval, escalations.sweep, "deadline-sweep")
         scheduler.start()
         _LOGGER.info("quanzu started", extra={
             "stations": len(directory.stations), "grids": len(directory.grids), "people": len(directory.people),

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.policy import DEFAULT_POLICIES, Policy, parse_duration, parse_policies
+
 REAL_WECOM_API = "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
@@ -61,6 +63,12 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class EscalationSettings:
+    sweep_interval: float = 5.0  # seconds between looks for deadlines that fell due
+    roster_gap_warning: int = 12 * 3600  # warn a station's leader this long before a gap in its duty roster
+
+
+@dataclass(frozen=True)
 class LoggingSettings:
     level: str = "INFO"
     format: str = "json"  # json | text
@@ -75,6 +83,8 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    escalation: EscalationSettings = field(default_factory=EscalationSettings)
+    policies: dict[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
 
     @property
     def public_url(self) -> str:
@@ -99,7 +109,7 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
 
 def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     """Turn a parsed TOML document into Settings, naming the first wrong key."""
-    known = {"server", "database", "wecom", "api", "directory", "delivery", "logging"}
+    known = {"server", "database", "wecom", "api", "directory", "delivery", "logging", "escalation", "policy"}
     for section in raw:
         if section not in known:
             raise ConfigError(f"unknown section [{section}]")
@@ -111,6 +121,7 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     directory = _section(raw, "directory")
     delivery = _section(raw, "delivery")
     logging_ = _section(raw, "logging")
+    escalation = _section(raw, "escalation")
 
     db_path = Path(_get(database, "database.path", str, "data/quanzu.sqlite3"))
     sync = _get(database, "database.synchronous", str, "FULL").upper()
@@ -165,6 +176,13 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
             duplicate_check_interval=_get(delivery, "delivery.duplicate_check_interval", int, 1800),
         ),
         logging=LoggingSettings(level=level, format=fmt),
+        escalation=EscalationSettings(
+            sweep_interval=_positive(float(_get(escalation, "escalation.sweep_interval", (int, float), 5.0)),
+                                     "escalation.sweep_interval"),
+            roster_gap_warning=parse_duration(escalation.get("roster_gap_warning", "12h"),
+                                              "escalation.roster_gap_warning", ConfigError),
+        ),
+        policies=parse_policies(_section(raw, "policy"), ConfigError),
     )
 
 
@@ -197,7 +215,7 @@ def _aes_key(value: str) -> str:
     return value
 
 
-def _positive(value: int, key: str) -> int:
+def _positive(value: Any, key: str) -> Any:
     if value <= 0:
         raise ConfigError(f"{key} must be positive")
     return value

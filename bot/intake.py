@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.dispatch import DispatchPlanner, route
+from bot.dispatch import DispatchPlanner
 from bot.metrics import Metrics
 from bot.models import AcceptResult, NewInstruction
 from bot.validation import validate_instruction
@@ -45,8 +45,9 @@ class IntakeService:
                 outcomes.append(None)
         if valid:
             planner = self._planner()
+            now = self._clock()
             results = await self._storage.accept_instructions(
-                valid, lambda item: route(item, planner.directory), planner, self._clock()
+                valid, lambda item: planner.route(item, now), planner, now
             )
             self._wake()
             accepted = iter(zip(valid, results, strict=True))

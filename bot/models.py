@@ -87,6 +87,57 @@ class Assignment:
     assigned_at: float
     acked_at: float | None
     active: bool
+    stage: str = "phone"  # phone | visit
+
+
+@dataclass(frozen=True)
+class NewAssignment:
+    userid: str
+    role_label: str
+    stage: str  # phone | visit
+
+
+@dataclass(frozen=True)
+class NewDeadline:
+    """A deadline to record with its timers: (step, notify, fire_at); step 0 is the reminder."""
+
+    stage: str  # phone | visit
+    milestone: str  # ack | contact | report
+    due_at: float
+    timers: tuple[tuple[int, str, float], ...]
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Close the open deadlines of a stage (None: every stage) and milestone (None: every one)."""
+
+    state: str  # met | superseded | moot
+    stage: str | None = None
+    milestone: str | None = None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    id: int
+    instruction_id: int
+    stage: str
+    milestone: str
+    due_at: float
+    state: str
+    settled_at: float | None
+    settled_by: str | None
+
+
+@dataclass(frozen=True)
+class Timer:
+    id: int
+    deadline_id: int
+    instruction_id: int
+    step: int
+    notify: str
+    fire_at: float
+    state: str
+    fired_at: float | None
 
 
 @dataclass(frozen=True)
@@ -136,7 +187,8 @@ class DispatchPlan:
 
     messages: list[OutboxMessage]
     events: list[AuditEvent]
-    assignees: list[tuple[str, str]]  # (userid, role label)
+    assignees: list[NewAssignment]
+    deadlines: list[NewDeadline] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -150,8 +202,11 @@ class ActionWrite:
     events: list[AuditEvent] = field(default_factory=list)
     messages: list[OutboxMessage] = field(default_factory=list)
     ack_user: str | None = None  # this user's assignment is marked signed (added if they had none)
-    assign: list[tuple[str, str]] = field(default_factory=list)  # new active assignments (userid, role label)
+    ack_stage: str = "phone"  # the stage of the assignment added for an ack_user who had none
+    assign: list[NewAssignment] = field(default_factory=list)  # new active assignments
     unassign: list[str] = field(default_factory=list)  # users whose assignment ends
+    settle: list[Settlement] = field(default_factory=list)  # deadlines this action meets or ends
+    deadlines: list[NewDeadline] = field(default_factory=list)  # deadlines this action starts
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,15 @@ simulator's) and let the sweep find what became due.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from collections.abc import Awaitable, Callable
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from bot.render import SHANGHAI
+
 _LOGGER = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[object]]

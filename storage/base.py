@@ -10,12 +10,16 @@ from bot.models import (
     AcceptResult,
     ActionWrite,
     Assignment,
+    AuditEvent,
+    Deadline,
     DispatchPlan,
     Instruction,
     NewInstruction,
     OutboxMessage,
     OutboxRow,
+    Timer,
 )
+from bot.roster import Shift
 
 # Given the stored instruction, say what to send and what to record. Runs inside the intake
 # transaction, so it must be pure: no I/O.
@@ -51,6 +55,23 @@ class Storage(Protocol):
     async def assignments(self, instruction_id: int) -> list[Assignment]: ...
 
     async def open_tasks(self, userid: str) -> list[Instruction]: ...
+
+    # Deadlines and escalation
+    async def deadlines(self, instruction_id: int) -> list[Deadline]: ...
+
+    async def timers(self, instruction_id: int) -> list[Timer]: ...
+
+    async def due_timers(self, now: float, limit: int) -> list[Timer]: ...
+
+    async def fire_timer(self, timer: Timer, state: str, events: Sequence[AuditEvent],
+                         messages: Sequence[OutboxMessage], now: float) -> bool: ...
+
+    # Duty rosters
+    async def load_shifts(self) -> list[Shift]: ...
+
+    async def replace_shifts(self, shifts: Sequence[Shift], now: float) -> None: ...
+
+    async def warn_roster_gap(self, gap_key: str, messages: Sequence[OutboxMessage], now: float) -> bool: ...
 
     # Callbacks
     async def record_callback(self, dedupe_key: str, from_user: str, kind: str, plaintext: str,

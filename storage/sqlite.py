@@ -28,12 +28,18 @@ from bot.models import (
     ActionWrite,
     Assignment,
     AuditEvent,
+    Deadline,
     Instruction,
+    NewAssignment,
+    NewDeadline,
     NewInstruction,
     OutboxMessage,
     OutboxRow,
+    Settlement,
     Target,
+    Timer,
 )
+from bot.roster import Shift
 from storage.base import DispatchPlanner
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,6 +54,8 @@ _OUTBOX_COLUMNS = (
     "id, instruction_id, purpose, channel, address, label, body, rate_keys, priority, state, attempts, "
     "created_at, task_id"
 )
+_DEADLINE_COLUMNS = "id, instruction_id, stage, milestone, due_at, state, settled_at, settled_by"
+_TIMER_COLUMNS = "id, deadline_id, instruction_id, step, notify, fire_at, state, fired_at"
 # Rows the instruction counts as "dispatched" by: the station's notice and the personal cards.
 _DISPATCH_PURPOSES = ("station_notice", "assignee_card")
 
@@ -271,6 +279,7 @@ class SQLiteStorage:
         await self._insert_events(db, instruction_id, plan.events, req.now)
         await self._insert_outbox(db, instruction_id, plan.messages, req.now)
         await self._assign(db, instruction_id, plan.assignees, req.now)
+        await self._insert_deadlines(db, instruction_id, plan.deadlines)
         return AcceptResult(instruction_id, item.instruction_no, created=True, state="received")
 
     async def get_instruction(self, instruction_id: int) -> Instruction | None:
@@ -317,26 +326,42 @@ class SQLiteStorage:
                 )
                 if cursor.rowcount == 0:  # signed by someone of the station who was not assigned
                     await db.execute(
-                        "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at, acked_at)"
-                        " VALUES (?, ?, '签收人', ?, ?)",
-                        (write.instruction_id, write.ack_user, now, now),
+                        "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at, acked_at, stage)"
+                        " VALUES (?, ?, '签收人', ?, ?, ?)",
+                        (write.instruction_id, write.ack_user, now, now, write.ack_stage),
                     )
             await db.executemany(
                 "UPDATE assignments SET active = 0 WHERE instruction_id = ? AND userid = ?",
                 [(write.instruction_id, u) for u in write.unassign],
             )
             await self._assign(db, write.instruction_id, write.assign, now)
+            actor = write.events[0].actor if write.events else None
+            for settlement in write.settle:
+                await self._settle(db, write.instruction_id, settlement, actor, now)
+            await self._insert_deadlines(db, write.instruction_id, write.deadlines)
             await self._insert_events(db, write.instruction_id, write.events, now)
             await self._insert_outbox(db, write.instruction_id, write.messages, now)
             return True
 
     async def assignments(self, instruction_id: int) -> list[Assignment]:
         rows = await self._conn.execute_fetchall(
-            "SELECT instruction_id, userid, role_label, assigned_at, acked_at, active FROM assignments"
+            "SELECT instruction_id, userid, role_label, assigned_at, acked_at, active, stage FROM assignments"
             " WHERE instruction_id = ? ORDER BY id",
             (instruction_id,),
         )
-        return [Assignment(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+        return [Assignment(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+
+    async def deadlines(self, instruction_id: int) -> list[Deadline]:
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {_DEADLINE_COLUMNS} FROM deadlines WHERE instruction_id = ? ORDER BY due_at, id", (instruction_id,)
+        )
+        return [Deadline(*r) for r in rows]
+
+    async def timers(self, instruction_id: int) -> list[Timer]:
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {_TIMER_COLUMNS} FROM timers WHERE instruction_id = ? ORDER BY fire_at, id", (instruction_id,)
+        )
+        return [Timer(*r) for r in rows]
 
     async def open_tasks(self, userid: str) -> list[Instruction]:
         rows = await self._conn.execute_fetchall(
@@ -346,6 +371,75 @@ class SQLiteStorage:
             (userid,),
         )
         return [_instruction(r) for r in rows]
+
+    # -- deadlines and escalation ----------------------------------------------------------
+
+    async def due_timers(self, now: float, limit: int) -> list[Timer]:
+        rows = await self._conn.execute_fetchall(
+            f"SELECT {_TIMER_COLUMNS} FROM timers WHERE state = 'pending' AND fire_at <= ?"
+            " ORDER BY fire_at, id LIMIT ?",
+            (now, limit),
+        )
+        return [Timer(*r) for r in rows]
+
+    async def fire_timer(self, timer: Timer, state: str, events: Sequence[AuditEvent],
+                         messages: Sequence[OutboxMessage], now: float) -> bool:
+        """Take a timer out of 'pending' exactly once, with what it sends, in one transaction.
+
+        False if its deadline was settled (or the timer taken) meanwhile: nothing is written then.
+        """
+        async with self._transaction() as db:
+            row = await (await db.execute(
+                "SELECT d.state FROM timers t JOIN deadlines d ON d.id = t.deadline_id"
+                " WHERE t.id = ? AND t.state = 'pending'", (timer.id,),
+            )).fetchone()
+            if row is None:
+                return False
+            if row[0] != "open":
+                await db.execute("UPDATE timers SET state = 'cancelled' WHERE id = ?", (timer.id,))
+                return False
+            await db.execute("UPDATE timers SET state = ?, fired_at = ? WHERE id = ?", (state, now, timer.id))
+            await self._insert_events(db, timer.instruction_id, events, now)
+            await self._insert_outbox(db, timer.instruction_id, messages, now)
+            return True
+
+    # -- duty rosters ----------------------------------------------------------------------
+
+    async def load_shifts(self) -> list[Shift]:
+        rows = await self._conn.execute_fetchall(
+            "SELECT station_code, duty_date, shift, starts_at, ends_at, officer, leader FROM duty_shifts"
+            " ORDER BY station_code, starts_at"
+        )
+        return [Shift(*r) for r in rows]
+
+    async def replace_shifts(self, shifts: Sequence[Shift], now: float) -> None:
+        """Import a roster: the days it lists replace what those stations had for those days."""
+        async with self._transaction() as db:
+            await db.executemany(
+                "DELETE FROM duty_shifts WHERE station_code = ? AND duty_date = ?",
+                sorted({(s.station_code, s.duty_date) for s in shifts}),
+            )
+            await db.executemany(
+                "INSERT INTO duty_shifts(station_code, duty_date, shift, starts_at, ends_at, officer, leader,"
+                " imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(s.station_code, s.duty_date, s.shift, s.starts_at, s.ends_at, s.officer, s.leader, now)
+                 for s in shifts],
+            )
+            await db.execute(
+                "INSERT INTO meta(key, value) VALUES ('roster_version', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (repr(now),),
+            )
+
+    async def warn_roster_gap(self, gap_key: str, messages: Sequence[OutboxMessage], now: float) -> bool:
+        """Queue the warning about a roster gap unless it was sent before; True if queued now."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO roster_gap_warnings(gap_key, warned_at) VALUES (?, ?)", (gap_key, now)
+            )
+            if cursor.rowcount == 0:
+                return False
+            await self._insert_outbox(db, None, messages, now)
+            return True
 
     # -- callbacks -------------------------------------------------------------------------
 
@@ -487,12 +581,41 @@ class SQLiteStorage:
         )
 
     @staticmethod
-    async def _assign(db: aiosqlite.Connection, instruction_id: int, assignees: Sequence[tuple[str, str]],
+    async def _assign(db: aiosqlite.Connection, instruction_id: int, assignees: Sequence[NewAssignment],
                       now: float) -> None:
         await db.executemany(
-            "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at) VALUES (?, ?, ?, ?)",
-            [(instruction_id, userid, label, now) for userid, label in assignees],
+            "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at, stage) VALUES (?, ?, ?, ?, ?)",
+            [(instruction_id, a.userid, a.role_label, now, a.stage) for a in assignees],
         )
+
+    @staticmethod
+    async def _insert_deadlines(db: aiosqlite.Connection, instruction_id: int,
+                                deadlines: Sequence[NewDeadline]) -> None:
+        for d in deadlines:
+            cursor = await db.execute(
+                "INSERT INTO deadlines(instruction_id, stage, milestone, due_at) VALUES (?, ?, ?, ?)",
+                (instruction_id, d.stage, d.milestone, d.due_at),
+            )
+            await db.executemany(
+                "INSERT INTO timers(deadline_id, instruction_id, step, notify, fire_at) VALUES (?, ?, ?, ?, ?)",
+                [(cursor.lastrowid, instruction_id, step, notify, at) for step, notify, at in d.timers],
+            )
+
+    @staticmethod
+    async def _settle(db: aiosqlite.Connection, instruction_id: int, settlement: Settlement, actor: str | None,
+                      now: float) -> None:
+        """Close matching open deadlines and cancel their pending timers: escalation stops at once."""
+        where, args = "instruction_id = ? AND state = 'open'", [instruction_id]
+        if settlement.stage:
+            where, args = where + " AND stage = ?", [*args, settlement.stage]
+        if settlement.milestone:
+            where, args = where + " AND milestone = ?", [*args, settlement.milestone]
+        await db.execute(
+            f"UPDATE timers SET state = 'cancelled' WHERE state = 'pending'"
+            f" AND deadline_id IN (SELECT id FROM deadlines WHERE {where})", args,
+        )
+        await db.execute(f"UPDATE deadlines SET state = ?, settled_at = ?, settled_by = ? WHERE {where}",
+                         [settlement.state, now, actor, *args])
 
     @staticmethod
     async def _insert_outbox(

@@ -52,7 +52,7 @@ async def test_grid_worker_signs_by_card_and_the_station_group_reads_it(bot, sim
     assert card["replace_text"] == "已签收"
 
     notices = await wait_for_messages(sim_client, 2, chatid="dmstation")
-    assert f"网格员〈刘红〉已签收 #{number}（用时 3分12秒）" in notices[-1]["body"]["markdown"]["content"]
+    assert f"网格员〈刘红〉已签收 #{number} 上门任务（用时 3分12秒）" in notices[-1]["body"]["markdown"]["content"]
     detail = await instruction_detail(bot, number)
     assert detail["state"] == "acknowledged"
     ack = next(e for e in detail["timeline"] if e["action"] == "ack")
@@ -117,14 +117,14 @@ async def test_report_command_with_amount_and_note_counts_as_signing(bot, sim, s
     assert detail["timeline"][-2]["detail"]["implicit"] is True
     report = detail["timeline"][-1]["detail"]
     assert report == {"method": "见面", "outcome": "劝阻成功", "loss_avoided": 100000.0, "amount_lost": None,
-                      "note": "老人已醒悟"}
+                      "note": "老人已醒悟", "stage": "visit"}
 
 
 async def test_unreachable_keeps_the_instruction_open(bot, sim, sim_client):
-    number = await _dispatched(bot, sim_client)
+    number = await _dispatched(bot, sim_client)  # high risk: the grid worker was sent to the door at once
     result = await sim.send_text("wangqiang", f"反馈 {number} 电话 无法联系")
     assert "请继续联系或上门劝阻" in _reply_text(result)
-    assert (await instruction_detail(bot, number))["state"] == "contacting"
+    assert (await instruction_detail(bot, number))["state"] == "visit_required"
     result = await sim.send_text("liuhong", f"反馈 {number} 上门 劝阻成功")
     assert (await instruction_detail(bot, number))["state"] == "resolved"
 
@@ -221,12 +221,12 @@ async def test_reassign_sends_a_card_to_the_new_assignee(bot, sim, sim_client):
 
 async def test_my_tasks_lists_open_tasks_oldest_first(bot, sim, sim_client):
     first = await _dispatched(bot, sim_client)
-    second = await _dispatched(bot, sim_client, risk_level="low")
-    text = _reply_text(await sim.send_text("liuhong", "我的任务"))
+    second = await _dispatched(bot, sim_client, risk_level="low")  # the on-duty officer's alone: a phone task
+    text = _reply_text(await sim.send_text("wangqiang", "我的任务"))
     assert text.index(f"#{first}") < text.index(f"#{second}")
     assert "2 条未办结" in text
-    await sim.send_text("liuhong", f"反馈 {first} 电话 误报")
-    text = _reply_text(await sim.send_text("liuhong", "我的任务"))
+    await sim.send_text("wangqiang", f"反馈 {first} 电话 误报")
+    text = _reply_text(await sim.send_text("wangqiang", "我的任务"))
     assert f"#{first} " not in text and f"#{second}" in text
 
 

@@ -1,0 +1,247 @@
+"""Duty rosters (值班表): who is on duty at each station, by date and shift, imported from CSV.
+
+A station keeps its roster in a spreadsheet and exports it as CSV (UTF-8, or GBK as Excel writes it
+on a Chinese Windows). One row per shift:
+
+    日期,派出所,班次,开始,结束,值班民警,带班领导
+    2026-11-27,DM,白班,08:00,20:00,王强,陈龙
+    2026-11-27,DM,夜班,20:00,08:00,李娜,陈龙
+
+A shift whose end is not after its start ends the next day (a night shift, or 08:00–08:00 for a
+24-hour shift). People are named by WeCom userid or by their name in the directory. Cards and
+escalations go to whoever is on duty at that moment; where a rostered station has no shift, the
+directory's duty officer (then the station leader) stands in and the leader is warned about the gap.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import itertools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from bot.directory import Directory, Person
+from bot.render import SHANGHAI
+
+_HEADERS = {
+    "日期": "date", "值班日期": "date", "date": "date",
+    "派出所": "station", "单位": "station", "station": "station",
+    "班次": "shift", "shift": "shift",
+    "开始": "start", "开始时间": "start", "start": "start",
+    "结束": "end", "结束时间": "end", "end": "end",
+    "值班民警": "officer", "值班人": "officer", "值班人员": "officer", "officer": "officer",
+    "带班领导": "leader", "值班领导": "leader", "leader": "leader",
+}
+_REQUIRED = ("date", "station", "start", "end", "officer")
+_DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
+_TIME = re.compile(r"^(\d{1,2})[:：](\d{2})$")
+MAX_ROWS = 20000
+
+
+class RosterError(ValueError):
+    """The roster file cannot be imported; `problems` lists every bad row, in Chinese."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("；".join(problems[:5]) + (f"（共 {len(problems)} 处）" if len(problems) > 5 else ""))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Shift:
+    station_code: str
+    duty_date: str  # YYYY-MM-DD, the day the shift is listed under
+    shift: str
+    starts_at: float
+    ends_at: float
+    officer: str  # userid
+    leader: str | None = None  # userid of the leader in charge (带班领导)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A stretch of time a rostered station has nobody on duty; None means open-ended."""
+
+    station_code: str
+    start: float | None
+    end: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.station_code}:{_stamp(self.start)}:{_stamp(self.end)}"
+
+
+@dataclass(frozen=True)
+class OnDuty:
+    officer: str | None
+    leader: str | None
+    source: str  # roster | directory (the station keeps no roster) | fallback (a gap in its roster)
+    gap: Gap | None = None
+
+
+class RosterBook:
+    """In-memory lookups over the imported shifts of every station."""
+
+    def __init__(self, shifts: Iterable[Shift], directory: Directory) -> None:
+        self._directory = directory
+        self._shifts: dict[str, list[Shift]] = {}
+        for s in sorted(shifts, key=lambda s: (s.station_code, s.starts_at)):
+            self._shifts.setdefault(s.station_code, []).append(s)
+        self._starts = {code: [s.starts_at for s in rows] for code, rows in self._shifts.items()}
+        self._covered = {code: _merge(rows) for code, rows in self._shifts.items()}
+
+    @property
+    def stations(self) -> list[str]:
+        return sorted(self._shifts)
+
+    def on_duty(self, station_code: str, at: float) -> OnDuty:
+        station = self._directory.stations.get(station_code)
+        default_officer = station.duty_officer if station else None
+        default_leader = station.leader if station else None
+        rows = self._shifts.get(station_code)
+        if not rows:
+            return OnDuty(default_officer or default_leader, default_leader, "directory")
+        # The latest-starting shift that covers `at` (a hand-over overlap goes to the incoming shift).
+        for s in reversed(rows[: bisect.bisect_right(self._starts[station_code], at)]):
+            if s.starts_at <= at < s.ends_at:
+                return OnDuty(s.officer, s.leader or default_leader, "roster")
+        return OnDuty(default_officer or default_leader, default_leader, "fallback", self._gap_at(station_code, at))
+
+    def gaps(self, station_code: str, since: float, until: float) -> list[Gap]:
+        """The gaps of a rostered station that overlap [since, until)."""
+        covered = self._covered.get(station_code)
+        if not covered:
+            return []
+        holes = [Gap(station_code, None, covered[0][0])]
+        holes += [Gap(station_code, a[1], b[0]) for a, b in itertools.pairwise(covered)]
+        holes.append(Gap(station_code, covered[-1][1], None))
+        return [g for g in holes if (g.start is None or g.start < until) and (g.end is None or g.end > since)]
+
+    def _gap_at(self, station_code: str, at: float) -> Gap:
+        return next(g for g in self.gaps(station_code, at, at + 1e-6))
+
+
+def _merge(rows: list[Shift]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for s in rows:
+        if merged and s.starts_at <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], s.ends_at)
+        else:
+            merged.append([s.starts_at, s.ends_at])
+    return [(a, b) for a, b in merged]
+
+
+def _stamp(epoch: float | None) -> str:
+    return "open" if epoch is None else str(int(epoch))
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+def parse_roster_csv(data: bytes, directory: Directory) -> list[Shift]:
+    """Every shift in the file, or RosterError listing every problem (nothing is half-imported)."""
+    text = _decode(data)
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        raise RosterError(["值班表是空文件"])
+    columns = {_HEADERS.get(h.strip().lower() if h.strip().isascii() else h.strip()): n for n, h in enumerate(header)}
+    missing = [name for name in _REQUIRED if name not in columns]
+    if missing:
+        labels = {"date": "日期", "station": "派出所", "start": "开始", "end": "结束", "officer": "值班民警"}
+        raise RosterError([f"表头缺少列：{'、'.join(labels[m] for m in missing)}"
+                           "（需要：日期,派出所,班次,开始,结束,值班民警,带班领导）"])
+    shifts: list[Shift] = []
+    problems: list[str] = []
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(shifts) + len(problems) >= MAX_ROWS:
+            problems.append(f"值班表超过 {MAX_ROWS} 行，请按月分批导入")
+            break
+        cell = {name: (row[n].strip() if n < len(row) else "") for name, n in columns.items() if name}
+        try:
+            shifts.append(_shift(cell, directory))
+        except ValueError as err:
+            problems.append(f"第{line}行：{err}")
+    if problems:
+        raise RosterError(problems)
+    if not shifts:
+        raise RosterError(["值班表没有任何班次"])
+    return shifts
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise RosterError(["无法识别文件编码，请另存为 UTF-8 或 GBK 编码的 CSV"])
+
+
+def _shift(cell: dict[str, str], directory: Directory) -> Shift:
+    station = _station(cell["station"], directory)
+    day = _date(cell["date"])
+    start = _time(cell["start"], "开始")
+    end = _time(cell["end"], "结束")
+    starts_at = datetime.combine(day, start, SHANGHAI)
+    ends_at = datetime.combine(day, end, SHANGHAI)
+    if ends_at <= starts_at:  # a night or 24-hour shift ends the next day ("24:00" is midnight)
+        ends_at += timedelta(days=1)
+    officer = _person(cell["officer"], station, directory, "值班民警")
+    leader = _person(cell["leader"], station, directory, "带班领导") if cell.get("leader") else None
+    return Shift(station, day.isoformat(), cell.get("shift") or "值班", starts_at.timestamp(), ends_at.timestamp(),
+                 officer, leader)
+
+
+def _station(value: str, directory: Directory) -> str:
+    if value in directory.stations:
+        return value
+    for station in directory.stations.values():
+        if station.name == value:
+            return station.code
+    raise ValueError(f"派出所“{value}”不在通讯录中（填派出所编码或全称）")
+
+
+def _date(value: str) -> date:
+    match = _DATE.match(value)
+    if not match:
+        raise ValueError(f"日期“{value}”无法识别（例：2026-11-27）")
+    try:
+        return date(*(int(g) for g in match.groups()))
+    except ValueError as err:
+        raise ValueError(f"日期“{value}”不存在") from err
+
+
+def _time(value: str, what: str) -> time:
+    match = _TIME.match(value)
+    if not match:
+        raise ValueError(f"{what}时间“{value}”无法识别（例：08:00）")
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if (hour, minute) == (24, 0):
+        return time(0)
+    if hour > 23 or minute > 59:
+        raise ValueError(f"{what}时间“{value}”不存在")
+    return time(hour, minute)
+
+
+def _person(value: str, station_code: str, directory: Directory, what: str) -> str:
+    person = directory.people.get(value)
+    if person is None:
+        named = [p for p in directory.people.values() if p.name == value and _may_stand_duty(p, station_code)]
+        if len(named) > 1:
+            raise ValueError(f"{what}“{value}”重名，请改填企业微信用户ID")
+        person = named[0] if named else None
+    if person is None:
+        raise ValueError(f"{what}“{value}”不在通讯录中")
+    if not _may_stand_duty(person, station_code):
+        raise ValueError(f"{what}“{value}”不是该派出所的民警或所领导")
+    return person.userid
+
+
+def _may_stand_duty(person: Person, station_code: str) -> bool:
+    return person.role in ("officer", "station_leader") and person.station_code == station_code
