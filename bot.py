@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -45,6 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     check = directory_sub.add_parser("check", help="validate a directory TOML file and summarise it")
     check.add_argument("path")
 
+    roster = sub.add_parser("roster", help="import or show the stations' duty rosters (值班表)")
+    roster_sub = roster.add_subparsers(dest="action", required=True)
+    roster_import = roster_sub.add_parser("import", help="import a roster CSV")
+    roster_import.add_argument("csv", help="the CSV file, UTF-8 or GBK: 日期,派出所,班次,开始,结束,值班民警,带班领导")
+    roster_import.add_argument("--config", required=True)
+    roster_show = roster_sub.add_parser("show", help="who is on duty at each station now")
+    roster_show.add_argument("--config", required=True)
+    roster_show.add_argument("--json", action="store_true", help="print JSON")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -58,7 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             return _simulator(args)
         if args.command == "directory":
             return _directory_check(args.path)
+        if args.command == "roster":
+            from bot import roster_cli
+
+            if args.action == "import":
+                return asyncio.run(roster_cli.import_file(args.config, Path(args.csv).read_bytes(), args.csv))
+            return asyncio.run(roster_cli.show(args.config, args.json))
     except (ConfigError, DirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

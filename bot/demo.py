@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from datetime import date, timedelta
 from pathlib import Path
 
 from aiohttp import web
 
-from bot.app import create_app
+from bot.app import SERVICES, create_app
 from bot.config import Settings, load_settings
 from bot.directory import Directory, load_directory_file
 from bot.logs import setup_logging
@@ -57,23 +59,38 @@ async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081) -> None:
     seed_simulator(sim, directory)
 
     runners = []
+    bot_app = create_app(settings)
     try:
         for app, host, port in (
             (create_simulator_app(sim), sim_host, sim_port),
-            (create_app(settings), settings.server.host, settings.server.port),
+            (bot_app, settings.server.host, settings.server.port),
         ):
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             runners.append(runner)
-        print(_banner(settings, sim_url, directory), flush=True)
+        services = bot_app[SERVICES]
+        await services.escalations.import_roster(demo_roster_csv(date.today()).encode())
+        on_duty = services.planner.directory.people[services.planner.roster.on_duty("DM", time.time()).officer]
+        print(_banner(settings, sim_url, directory, on_duty.name), flush=True)
         await asyncio.Event().wait()
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
 
 
-def _banner(settings: Settings, sim_url: str, directory: Directory) -> str:
+def demo_roster_csv(today: date) -> str:
+    """A week of duty around today, as a station would keep it: day and night shifts at 东门, 24-hour ones at 龙湖."""
+    rows = ["日期,派出所,班次,开始,结束,值班民警,带班领导"]
+    for n in range(-1, 7):
+        day = (today + timedelta(days=n)).isoformat()
+        day_officer, night_officer = ("王强", "李娜") if n % 2 == 0 else ("李娜", "王强")
+        rows += [f"{day},DM,白班,08:00,20:00,{day_officer},陈龙", f"{day},DM,夜班,20:00,08:00,{night_officer},陈龙",
+                 f"{day},LH,全天,08:00,08:00,赵磊,周敏"]
+    return "\n".join(rows) + "\n"
+
+
+def _banner(settings: Settings, sim_url: str, directory: Directory, on_duty: str) -> str:
     stations = "、".join(f"{s.name}({s.code})" for s in directory.stations.values())
     return f"""
 ================ Quanzu 劝阻 demo ================
@@ -82,6 +99,9 @@ WeCom simulator       {sim_url}/cgi-bin/   (what WeCom received: {sim_url}/_sim/
 Database              {settings.database.path}
 District              {directory.center_name}: {stations}; {len(directory.grids)} grids, {len(directory.people)} people
 
+Duty roster (值班表) for this week imported: {on_duty} is on duty at 东门派出所 now (format: demo/roster.csv).
+Deadlines: high risk must be signed within 5 minutes; watch the reminders and the escalation ladder.
+
 Submit the sample instruction (a high-risk 冒充公检法 warning for grid DM-01):
 
 {demo_curl(settings)}
@@ -89,7 +109,8 @@ Submit the sample instruction (a high-risk 冒充公检法 warning for grid DM-0
 Then open WeCom as each person sees it, and tap 签收 on 刘红's card:
 
 {sim_url}/_sim/chat/liuhong?c=app        (grid worker 刘红)
-{sim_url}/_sim/chat/wangqiang?c=app      (on-duty officer 王强: type 结案 1 when it is reported)
+{sim_url}/_sim/chat/wangqiang?c=app      (officer 王强)
+{sim_url}/_sim/chat/lina?c=app           (officer 李娜; {on_duty} is on duty now: type 结案 1 when it is reported)
 {sim_url}/_sim/chat/chenlong?c=dmstation (the station group)
 
 or read what WeCom received as JSON:

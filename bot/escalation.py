@@ -20,7 +20,7 @@ from bot.directory import Person
 from bot.dispatch import DispatchPlanner
 from bot.models import RISK_PRIORITY, AuditEvent, Deadline, Instruction, OutboxMessage, Timer
 from bot.render import Renderer
-from bot.roster import RosterBook
+from bot.roster import RosterBook, parse_roster_csv, summarise
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)
@@ -65,6 +65,14 @@ class Escalations:
         planner = self._planner()
         planner.roster = RosterBook(await self._storage.load_shifts(), planner.directory)
         self._roster_version = version
+
+    async def import_roster(self, data: bytes) -> dict:
+        """Import a station's roster CSV (RosterError lists every bad row); it applies at once."""
+        planner = self._planner()
+        shifts = parse_roster_csv(data, planner.directory)
+        await self._storage.replace_shifts(shifts, self._clock())
+        await self.refresh_roster()
+        return summarise(shifts, planner.roster)
 
     async def fire_due(self) -> int:
         now = self._clock()

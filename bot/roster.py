@@ -138,6 +138,26 @@ def _stamp(epoch: float | None) -> str:
     return "open" if epoch is None else str(int(epoch))
 
 
+def summarise(shifts: list[Shift], book: RosterBook) -> dict:
+    """What an import covered, and the gaps it leaves inside that span, for the person who imported it."""
+    start = min(s.starts_at for s in shifts)
+    end = max(s.ends_at for s in shifts)
+    stations = sorted({s.station_code for s in shifts})
+    gaps = [g for code in stations for g in book.gaps(code, start, end)
+            if g.start is not None and g.end is not None]
+    return {
+        "imported": len(shifts),
+        "stations": stations,
+        "from": _local(start),
+        "to": _local(end),
+        "gaps": [{"station": g.station_code, "from": _local(g.start), "to": _local(g.end)} for g in gaps],
+    }
+
+
+def _local(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
 # -- import ----------------------------------------------------------------------------------
 
 
@@ -232,10 +252,11 @@ def _time(value: str, what: str) -> time:
 def _person(value: str, station_code: str, directory: Directory, what: str) -> str:
     person = directory.people.get(value)
     if person is None:
-        named = [p for p in directory.people.values() if p.name == value and _may_stand_duty(p, station_code)]
-        if len(named) > 1:
+        named = [p for p in directory.people.values() if p.name == value]
+        eligible = [p for p in named if _may_stand_duty(p, station_code)]
+        if len(eligible) > 1:
             raise ValueError(f"{what}“{value}”重名，请改填企业微信用户ID")
-        person = named[0] if named else None
+        person = eligible[0] if eligible else (named[0] if named else None)
     if person is None:
         raise ValueError(f"{what}“{value}”不在通讯录中")
     if not _may_stand_duty(person, station_code):

@@ -9,9 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from bot.app import SERVICES
+from bot.deadlines import MILESTONE_LABELS
+from bot.policy import LADDER_LABELS
 from bot.render import SHANGHAI
 from handlers.auth import token_problem
 from handlers.responses import json_error, json_response
+from storage import Storage
 
 routes = web.RouteTableDef()
 
@@ -88,10 +91,11 @@ async def show(request: web.Request) -> web.Response:
         },
         "closed": {"at": _iso_or_none(instruction.closed_at), "by": instruction.closed_by},
         "assignments": [
-            {"userid": a.userid, "role": a.role_label, "assigned_at": iso(a.assigned_at),
+            {"userid": a.userid, "role": a.role_label, "stage": a.stage, "assigned_at": iso(a.assigned_at),
              "acked_at": _iso_or_none(a.acked_at), "active": a.active}
             for a in await storage.assignments(instruction_id)
         ],
+        **await _deadlines(storage, instruction_id, request.app[SERVICES].clock()),
         "timeline": [{**e, "at": iso(e["at"])} for e in await storage.timeline(instruction_id)],
         "deliveries": [
             {**d, "created_at": iso(d["created_at"]), "sent_at": _iso_or_none(d["sent_at"])}
@@ -99,6 +103,34 @@ async def show(request: web.Request) -> web.Response:
         ],
     }
     return json_response(body)
+
+
+async def _deadlines(storage: Storage, instruction_id: int, now: float) -> dict[str, Any]:
+    """Each deadline with how late it was met (or is, while open), and each timer of its ladder."""
+    deadlines = await storage.deadlines(instruction_id)
+    due = {d.id: d.due_at for d in deadlines}
+    return {
+        "deadlines": [
+            {"stage": d.stage, "milestone": d.milestone, "label": MILESTONE_LABELS[(d.stage, d.milestone)],
+             "due_at": iso(d.due_at), "state": d.state, "settled_at": _iso_or_none(d.settled_at),
+             "settled_by": d.settled_by, "overdue": d.state == "open" and now > d.due_at,
+             "late_seconds": _late(d.due_at, d.settled_at if d.state != "open" else now)}
+            for d in deadlines
+        ],
+        "escalations": [
+            {"stage": d.stage, "milestone": d.milestone, "step": t.step, "notify": t.notify,
+             "label": LADDER_LABELS[t.notify], "fire_at": iso(t.fire_at), "state": t.state,
+             "fired_at": _iso_or_none(t.fired_at),
+             "late_seconds": _late(due[t.deadline_id], t.fired_at) if t.fired_at is not None else None}
+            for t in await storage.timers(instruction_id)
+            for d in deadlines if d.id == t.deadline_id
+        ],
+    }
+
+
+def _late(due_at: float, at: float | None) -> float:
+    """Seconds past the deadline at `at` (0 when on time)."""
+    return round(max(0.0, (at or due_at) - due_at), 1)
 
 
 def iso(epoch: float) -> str:

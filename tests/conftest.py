@@ -52,6 +52,8 @@ def make_settings(tmp_path, sim):
             "api": {"tokens": [TOKEN, "second-token-for-rotation"]},
             "directory": {"path": str(DISTRICT)},
             "delivery": {"backoff_base": 0.05, "backoff_max": 0.2, "max_attempts": 4},
+            # Only the sweep at start: tests of deadlines ask for a fast one (tests/test_escalation.py).
+            "escalation": {"sweep_interval": 3600},
         }
         for section, values in sections.items():
             raw.setdefault(section, {}).update(values)
