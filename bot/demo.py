@@ -99,8 +99,9 @@ WeCom simulator       {sim_url}/cgi-bin/   (what WeCom received: {sim_url}/_sim/
 Database              {settings.database.path}
 District              {directory.center_name}: {stations}; {len(directory.grids)} grids, {len(directory.people)} people
 
-Duty roster (值班表) for this week imported: {on_duty} is on duty at 东门派出所 now (format: demo/roster.csv).
-Deadlines: high risk must be signed within 5 minutes; watch the reminders and the escalation ladder.
+Duty roster (值班表) for this week imported: {on_duty} is on duty at 东门派出所 now and gets the phone
+task; either officer can type 结案 1 once it is reported. High risk must be signed within 5 minutes:
+leave it unsigned to watch the reminder (3 min) and the escalation ladder (5, 8, 13 and 20 min).
 
 Submit the sample instruction (a high-risk 冒充公检法 warning for grid DM-01):
 
@@ -110,7 +111,7 @@ Then open WeCom as each person sees it, and tap 签收 on 刘红's card:
 
 {sim_url}/_sim/chat/liuhong?c=app        (grid worker 刘红)
 {sim_url}/_sim/chat/wangqiang?c=app      (officer 王强)
-{sim_url}/_sim/chat/lina?c=app           (officer 李娜; {on_duty} is on duty now: type 结案 1 when it is reported)
+{sim_url}/_sim/chat/lina?c=app           (officer 李娜)
 {sim_url}/_sim/chat/chenlong?c=dmstation (the station group)
 
 or read what WeCom received as JSON:

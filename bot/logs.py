@@ -48,3 +48,5 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # APScheduler logs every run of the sweep at INFO; its warnings and errors still come through.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -3,38 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 
 import aiohttp
 
-from tests.helpers import DISTRICT, ROOT, instruction
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _wait_http(url: str, within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url) as resp:
-                    if resp.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert loop.time() < deadline, f"{url} did not come up"
-            await asyncio.sleep(0.1)
+from tests.helpers import DISTRICT, ROOT, free_port, instruction, wait_http
 
 
 async def test_run_and_simulator_commands_deliver_an_instruction(tmp_path):
-    sim_port, bot_port = _free_port(), _free_port()
+    sim_port, bot_port = free_port(), free_port()
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
@@ -67,8 +45,8 @@ path = "{DISTRICT}"
     bot = await asyncio.create_subprocess_exec(sys.executable, "bot.py", "run", "--config", str(config), cwd=ROOT,
                                                stdout=subprocess.DEVNULL, stderr=log_file)
     try:
-        await _wait_http(f"http://127.0.0.1:{sim_port}/_sim/messages")
-        await _wait_http(f"http://127.0.0.1:{bot_port}/healthz")
+        await wait_http(f"http://127.0.0.1:{sim_port}/_sim/messages")
+        await wait_http(f"http://127.0.0.1:{bot_port}/healthz")
         async with aiohttp.ClientSession() as session:
             resp = await session.post(f"http://127.0.0.1:{bot_port}/api/v1/instructions", json=instruction(),
                                       headers={"Authorization": "Bearer cli-token-123"})

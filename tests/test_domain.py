@@ -92,6 +92,20 @@ def test_example_config_parses():
     assert settings.wecom.agent_id == 1000002
 
 
+def test_example_config_shows_the_real_defaults():
+    """Uncommenting every optional key of config.example.toml changes nothing: it shows the real defaults."""
+    import re
+    import tomllib
+
+    from tests.helpers import ROOT
+
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
+    assert uncommented != text
+    raw = tomllib.loads(uncommented)
+    assert parse_settings(raw) == parse_settings(tomllib.loads(text))
+
+
 def test_demo_district_is_consistent():
     d = load_directory_file(DISTRICT)
     assert len(d.stations) == 2 and len(d.grids) == 4

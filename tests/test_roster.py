@@ -67,7 +67,8 @@ def test_gaps_are_the_stretches_nobody_is_rostered(book):
 
 
 def test_overlapping_hand_over_goes_to_the_incoming_shift():
-    csv = "日期,派出所,班次,开始,结束,值班民警\n2026-11-27,DM,白班,08:00,20:30,王强\n2026-11-27,DM,夜班,20:00,08:00,李娜\n"
+    csv = ("日期,派出所,班次,开始,结束,值班民警\n"
+           "2026-11-27,DM,白班,08:00,20:30,王强\n2026-11-27,DM,夜班,20:00,08:00,李娜\n")
     book = RosterBook(parse_roster_csv(csv.encode(), DIRECTORY), DIRECTORY)
     assert book.on_duty("DM", _t("2026-11-27 20:15:00")).officer == "lina"
     assert book.gaps("DM", _t("2026-11-27 09:00:00"), _t("2026-11-28 07:00:00")) == []
