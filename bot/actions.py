@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from bot.deadlines import visit_deadlines
+from bot.deadlines import MILESTONE_LABELS, visit_deadlines
 from bot.directory import Person
 from bot.dispatch import Assignee, DispatchPlanner, phone_assignees, visit_assignees
 from bot.lifecycle import (
@@ -241,7 +241,15 @@ class Actions:
         if self._planner().directory.people.get(userid) is None:
             return _stranger()
         tasks = await self._storage.open_tasks(userid)
-        return Outcome(True, self._renderer.macro(_REPLIES, "tasks", items=tasks, now=self._clock()))
+        due = {}
+        for i in tasks:  # the next thing this person must do on each, and by when
+            stage = next((a.stage for a in await self._storage.assignments(i.id) if a.userid == userid and a.active),
+                         "phone")
+            pending = [d for d in await self._storage.deadlines(i.id) if d.state == "open" and d.stage == stage]
+            if pending:
+                first = min(pending, key=lambda d: d.due_at)
+                due[i.id] = (MILESTONE_LABELS[(first.stage, first.milestone)], first.due_at)
+        return Outcome(True, self._renderer.macro(_REPLIES, "tasks", items=tasks, due=due, now=self._clock()))
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ class Escalations:
                 personal(userid, "reminder" if timer.notify == "remind" else "overdue")
         elif timer.notify in ("duty_officer", "station_leader"):
             boss = self._on_duty(i, timer.notify, now)
-            if boss is not None:
+            if boss is not None and boss.userid not in late.userids:  # the late one was told at step 1
                 personal(boss.userid, "escalated_personal", step=timer.notify)
             group(station_code, "escalated_group", step=timer.notify, boss=boss)
         elif timer.notify == "center":

@@ -225,6 +225,7 @@ async def test_my_tasks_lists_open_tasks_oldest_first(bot, sim, sim_client):
     text = _reply_text(await sim.send_text("wangqiang", "我的任务"))
     assert text.index(f"#{first}") < text.index(f"#{second}")
     assert "2 条未办结" in text
+    assert text.count("时限：签收 ") == 2 and "还剩 4分" in text  # high risk: 5 minutes to sign
     await sim.send_text("wangqiang", f"反馈 {first} 电话 误报")
     text = _reply_text(await sim.send_text("wangqiang", "我的任务"))
     assert f"#{first} " not in text and f"#{second}" in text
