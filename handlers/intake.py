@@ -13,7 +13,7 @@ from bot.deadlines import MILESTONE_LABELS
 from bot.policy import LADDER_LABELS
 from bot.render import SHANGHAI
 from handlers.auth import token_problem
-from handlers.responses import json_error, json_response
+from handlers.responses import json_error, json_response, read_body
 from storage import Storage
 
 routes = web.RouteTableDef()
@@ -24,13 +24,11 @@ async def submit(request: web.Request) -> web.Response:
     if problem := token_problem(request):
         return problem
     services = request.app[SERVICES]
-    limit = services.settings.api.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return json_error(413, f"请求体过大（上限 {limit} 字节）")
+    body = await read_body(request, services.settings.api.max_body_bytes)
+    if isinstance(body, web.Response):
+        return body
     try:
-        payload = await request.json(loads=json.loads)
-    except web.HTTPRequestEntityTooLarge:
-        return json_error(413, f"请求体过大（上限 {limit} 字节）")
+        payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return json_error(400, "请求体不是合法的 JSON（UTF-8）")
 

@@ -30,3 +30,14 @@ def json_error(status: int, message: str | None = None, **extra: Any) -> web.Res
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="quanzu"'
     return response
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | web.Response:
+    """The request body, or the 413 to answer when it is over limit (refused before reading when declared)."""
+    too_large = json_error(413, f"请求体过大（上限 {limit} 字节）")
+    if request.content_length is not None and request.content_length > limit:
+        return too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return too_large

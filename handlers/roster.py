@@ -8,7 +8,7 @@ from bot.app import SERVICES
 from bot.roster import RosterError
 from handlers.auth import token_problem
 from handlers.intake import iso
-from handlers.responses import json_error, json_response
+from handlers.responses import json_error, json_response, read_body
 
 routes = web.RouteTableDef()
 
@@ -18,13 +18,9 @@ async def import_roster(request: web.Request) -> web.Response:
     if problem := token_problem(request):
         return problem
     services = request.app[SERVICES]
-    limit = services.settings.api.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return json_error(413, f"请求体过大（上限 {limit} 字节）")
-    try:
-        data = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return json_error(413, f"请求体过大（上限 {limit} 字节）")
+    data = await read_body(request, services.settings.api.max_body_bytes)
+    if isinstance(data, web.Response):
+        return data
     try:
         summary = await services.escalations.import_roster(data)
     except RosterError as err:
