@@ -21,6 +21,7 @@ from bot.lifecycle import (
     VISIT_STATES,
     Transition,
     TransitionRefused,
+    already_signed,
     plan,
     report_target,
 )
@@ -98,7 +99,7 @@ class Actions:
         elif i.state in OPEN_STATES and task.mine is not None and task.mine.acked_at is None:
             to_state = i.state  # another assignee signs their own task: recorded, the state stays
         else:
-            return self._refused_by_state("ack", i)
+            return Outcome(False, already_signed(i.id, i.state))
         elapsed = format_duration(now - i.received_at)
         timing = task.timing("ack", now, i)
         notice = self._renderer.macro(_NOTICES, "acked", i=i, who=self._who(person, i), elapsed=elapsed,
@@ -305,13 +306,6 @@ class Actions:
             return Outcome(False, f"抱歉，只有指令 #{i.id} 所属派出所的民警或所领导可以{VERBS[action]}。")
         return Outcome(False, f"抱歉，指令 #{i.id} 不属于你所在的派出所或网格，不能{VERBS[action]}。"
                               "如需协助请联系值班民警。")
-
-    def _refused_by_state(self, action: str, i: Instruction) -> Outcome:
-        try:
-            plan(action, i.id, i.state)
-        except TransitionRefused as err:
-            return Outcome(False, str(err))
-        raise AssertionError("expected a refusal")
 
     async def _write(self, write: ActionWrite) -> bool:
         written = await self._storage.apply_action(write, self._clock())

@@ -71,7 +71,7 @@ def plan(action: str, instruction_id: int, state: str, outcome: str | None = Non
         label = STATE_LABELS.get(state, state)
         hint = _HINTS.get(state, "").format(id=instruction_id)
         if action == "ack" and state in ("acknowledged", "contacting", "visiting", "resolved", "closed"):
-            raise TransitionRefused(f"指令 #{instruction_id} 已签收（当前：{label}）。可以：{hint}")
+            raise TransitionRefused(already_signed(instruction_id, state))
         if action == "close" and state in OPEN_STATES:
             raise TransitionRefused(f"指令 #{instruction_id} 尚未反馈劝阻结果，不能结案（当前：{label}）。可以：{hint}")
         raise TransitionRefused(
@@ -84,6 +84,12 @@ def plan(action: str, instruction_id: int, state: str, outcome: str | None = Non
     if action == "close":
         return Transition(action, state, "closed")
     return Transition(action, state, state)
+
+
+def already_signed(instruction_id: int, state: str) -> str:
+    """The refusal for a sign-for that has been done (by this person, or for the instruction)."""
+    hint = _HINTS.get(state, "").format(id=instruction_id)
+    return f"指令 #{instruction_id} 已签收（当前：{STATE_LABELS.get(state, state)}）。可以：{hint}"
 
 
 def report_target(outcome: str, stage: str, visit_exists: bool, visit_signed: bool, starts_visit: bool) -> str:

@@ -179,6 +179,9 @@ async def test_two_stage_playbook_failed_phone_call_sends_the_grid_worker(bot, s
     visit = next(a for a in detail["assignments"] if a["userid"] == "liuhong")
     assert visit["stage"] == "visit" and visit["active"] is True
 
+    # The officer's own sign-for was his report; signing again changes nothing.
+    again = await sim.send_text("wangqiang", f"签收 {number}")
+    assert f"指令 #{number} 已签收（当前：待上门）" in again["reply"]
     # The visit has its own deadlines: 30 minutes to sign, from when it was ordered.
     sim.clock.advance(20 * MINUTE + 1)
     assert "内签收上门任务" in (await _wait_texts(sim_client, "【提醒】", 1, user="liuhong"))[0]
