@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     check = directory_sub.add_parser("check", help="validate a directory TOML file and summarise it")
     check.add_argument("path")
 
+    campaign = sub.add_parser("campaign", help="awareness campaigns: list, preview (a dry run) or run one now")
+    campaign.add_argument("action", choices=["list", "preview", "run"])
+    campaign.add_argument("name", nargs="?", help="the campaign (for preview and run)")
+    campaign.add_argument("--config", required=True, help="path to the TOML config")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -58,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             return _simulator(args)
         if args.command == "directory":
             return _directory_check(args.path)
+        if args.command == "campaign":
+            from bot.awareness.cli import main as campaign_main
+
+            return campaign_main(args.action, args.name, args.config)
     except (ConfigError, DirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.awareness.settings import AwarenessSettings, parse_awareness
+
 REAL_WECOM_API = "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
@@ -75,6 +77,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
+    awareness: AwarenessSettings = field(default_factory=AwarenessSettings)
 
     @property
     def public_url(self) -> str:
@@ -100,6 +103,7 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
 def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     """Turn a parsed TOML document into Settings, naming the first wrong key."""
     known = {"server", "database", "wecom", "api", "directory", "delivery", "logging"}
+    known |= {"awareness"}  # bot/awareness/settings.py
     for section in raw:
         if section not in known:
             raise ConfigError(f"unknown section [{section}]")
@@ -165,10 +169,18 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
             duplicate_check_interval=_get(delivery, "delivery.duplicate_check_interval", int, 1800),
         ),
         logging=LoggingSettings(level=level, format=fmt),
+        awareness=_awareness(raw, base_dir),
     )
 
 
 _MISSING = object()
+
+
+def _awareness(raw: dict[str, Any], base_dir: Path) -> AwarenessSettings:
+    try:
+        return parse_awareness(raw.get("awareness", {}), base_dir)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from bot.models import (
     OutboxRow,
     Target,
 )
+from storage.awareness_sqlite import AwarenessSQLite
 from storage.base import DispatchPlanner
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(scripts)
 
 
-class SQLiteStorage:
+class SQLiteStorage(AwarenessSQLite):
     """Storage on one SQLite file."""
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
