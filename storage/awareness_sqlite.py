@@ -145,13 +145,12 @@ class AwarenessSQLite:
         async with self._transaction() as db:
             if plan.slot is not None and not await _advance(db, c.name, expected_last, plan.slot):
                 return None
-            cursor = await db.execute(
-                "INSERT INTO awareness_runs(campaign, title, trigger, slot, created_at, definition)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (c.name, c.title, plan.trigger, plan.slot, now,
-                 json.dumps(c.as_dict(), ensure_ascii=False, sort_keys=True)),
+            # Readers share this connection and may look between statements: the run row goes in
+            # last, so a run is never seen without its targets.
+            await db.execute("PRAGMA defer_foreign_keys=ON")
+            (run_id,) = await _one(
+                db, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'awareness_runs'), 0) + 1", ()
             )
-            run_id = cursor.lastrowid
             targets = {t.group.code: t for t in plan.targets}
             rows = []
             for push in plan.pushes:
@@ -166,6 +165,12 @@ class AwarenessSQLite:
                 "INSERT INTO awareness_targets(run_id, group_code, group_name, station_code, channel, address,"
                 " item_id, fraud_type, reason, outbox_id, confirm_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
+            )
+            await db.execute(
+                "INSERT INTO awareness_runs(id, campaign, title, trigger, slot, created_at, definition)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, c.name, c.title, plan.trigger, plan.slot, now,
+                 json.dumps(c.as_dict(), ensure_ascii=False, sort_keys=True)),
             )
             return run_id
 
@@ -186,8 +191,8 @@ class AwarenessSQLite:
 
     async def _run_summary(self, r: aiosqlite.Row) -> dict[str, Any]:
         counts = await self._conn.execute_fetchall(
-            f"SELECT {_TARGET_STATE} AS state, COUNT(*) FROM awareness_targets t JOIN outbox o ON o.id = t.outbox_id"
-            " WHERE t.run_id = ? GROUP BY state",
+            f"SELECT {_TARGET_STATE} AS delivery, COUNT(*) FROM awareness_targets t"
+            " JOIN outbox o ON o.id = t.outbox_id WHERE t.run_id = ? GROUP BY delivery",
             (r["id"],),
         )
         progress = {"sent": 0, "awaiting_confirmation": 0, "pending": 0, "failed": 0}
@@ -201,7 +206,7 @@ class AwarenessSQLite:
     async def delivery_log(self, run_id: int) -> list[dict[str, Any]]:
         """Per group of a run: item, why it was chosen, state and the reason for a failure or a wait."""
         rows = await self._conn.execute_fetchall(
-            f"SELECT t.*, {_TARGET_STATE} AS state, o.id AS outbox_id, o.attempts, o.last_error, o.sent_at,"
+            f"SELECT t.*, {_TARGET_STATE} AS delivery, o.id AS outbox_id, o.attempts, o.last_error, o.sent_at,"
             " o.next_attempt_at, o.channel AS outbox_channel FROM awareness_targets t"
             " JOIN outbox o ON o.id = t.outbox_id WHERE t.run_id = ? ORDER BY t.station_code, t.group_code",
             (run_id,),
@@ -210,10 +215,10 @@ class AwarenessSQLite:
             {
                 "group": r["group_code"], "group_name": r["group_name"], "station": r["station_code"],
                 "channel": r["channel"], "item": r["item_id"], "fraud_type": r["fraud_type"], "reason": r["reason"],
-                "state": r["state"], "outbox_id": r["outbox_id"], "attempts": r["attempts"],
+                "state": r["delivery"], "outbox_id": r["outbox_id"], "attempts": r["attempts"],
                 "sent_at": r["confirmed_at"] if r["channel"] == "customer_group" else r["sent_at"],
                 "task_created_at": r["sent_at"] if r["channel"] == "customer_group" else None,
-                "next_attempt_at": r["next_attempt_at"] if r["state"] == "pending" else None,
+                "next_attempt_at": r["next_attempt_at"] if r["delivery"] == "pending" else None,
                 "error": r["confirm_note"] or r["last_error"],
             }
             for r in rows
