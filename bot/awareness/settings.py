@@ -52,7 +52,7 @@ class Campaign:
     enabled: bool = True
 
     def trigger(self) -> CronTrigger | None:
-        return CronTrigger.from_crontab(self.schedule, timezone=SHANGHAI) if self.schedule else None
+        return crontab_trigger(self.schedule) if self.schedule else None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -116,7 +116,7 @@ def parse_campaign(raw: Any, where: str = "campaign", *, trend_days: int = 7,
     schedule = _str(raw, "schedule", where, "").strip()
     if schedule:
         try:
-            CronTrigger.from_crontab(schedule, timezone=SHANGHAI)
+            crontab_trigger(schedule)
         except ValueError as err:
             raise AwarenessConfigError(f"{where}.schedule is not a crontab expression: {err}") from err
     selection = _str(raw, "selection", where, "rotation")
@@ -149,6 +149,43 @@ def parse_campaign(raw: Any, where: str = "campaign", *, trend_days: int = 7,
         urgent=_bool(raw, "urgent", where, False),
         enabled=_bool(raw, "enabled", where, True),
     )
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_trigger(expression: str) -> CronTrigger:
+    """A standard crontab line ("minute hour day month weekday") in Asia/Shanghai.
+
+    APScheduler 3's from_crontab counts weekdays from 0 = Monday; crontab (and the people who write
+    schedules) from 0 = Sunday. Numeric weekdays are turned into names, so "0 10 * * 1" is Monday.
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekday_names(weekday),
+                       timezone=SHANGHAI)
+
+
+def _weekday_names(field: str) -> str:
+    names: list[str] = []
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        numbers = base.split("-")
+        if base == "*" and not step:
+            return "*"
+        if base == "*":
+            low, high = 0, 6
+        elif all(n.isdigit() for n in numbers) and len(numbers) <= 2:
+            low, high = int(numbers[0]), int(numbers[-1]) if len(numbers) == 2 or not step else 6
+        else:
+            names.append(part)  # names (mon-fri) mean the same in both
+            continue
+        if high > 7 or low > high or (step and not step.isdigit()):
+            raise ValueError(f"bad day of week {part!r}")
+        names += [_WEEKDAYS[d % 7] for d in range(low, high + 1, int(step or 1))]
+    return ",".join(dict.fromkeys(names))
 
 
 def quiet_bounds(spec: str) -> tuple[int, int] | None:
