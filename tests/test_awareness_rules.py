@@ -93,7 +93,8 @@ def test_trend_moves_down_the_ranking_when_the_top_type_is_used_up_this_round():
     history = GroupHistory({"gjf-01": (1, 1.0), "gjf-02": (1, 2.0)})
     item, reason = choose(TREND, GROUP, LIBRARY, history, [("冒充公检法", 6), ("刷单返利", 3)])
     assert item.fraud_type == "刷单返利" and "第2位" in reason and "冒充公检法的内容本轮已推过" in reason
-    history = GroupHistory({i.id: (1, n) for n, i in enumerate(LIBRARY.items) if i.fraud_type in ("冒充公检法", "刷单返利")})
+    both = ("冒充公检法", "刷单返利")
+    history = GroupHistory({i.id: (1, n) for n, i in enumerate(LIBRARY.items) if i.fraud_type in both})
     item, _ = choose(TREND, GROUP, LIBRARY, history, [("冒充公检法", 6), ("刷单返利", 3)])
     assert item.id == "gjf-01"  # both types used up: a new round, the top type first again
 
@@ -105,7 +106,8 @@ def test_trend_without_matching_instructions_falls_back_to_rotation():
 
 def test_fixed_and_an_empty_pool_say_why():
     fixed = parse_campaign({"name": "f", "selection": "fixed", "item": "ty-01"})
-    assert choose(fixed, GROUP, LIBRARY, GroupHistory(), []) == (LIBRARY.by_id["ty-01"], "固定内容「装上“国家反诈中心”APP」")
+    expected = (LIBRARY.by_id["ty-01"], "固定内容「装上“国家反诈中心”APP」")
+    assert choose(fixed, GROUP, LIBRARY, GroupHistory(), []) == expected
     narrow = parse_campaign({"name": "n", "selection": "rotation", "fraud_types": ["冒充军警购物"]})
     tiny = Library([Item("a", "冒充军警购物", ("个体商户",), "t", "b")])
     assert choose(narrow, GROUP, tiny, GroupHistory(), []) == "内容库中没有适合该群受众的内容"
