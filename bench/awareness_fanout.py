@@ -27,8 +27,8 @@ from aiohttp.test_utils import TestServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.awareness_harness import bot_settings, wait  # noqa: E402
 from bot.app import create_app  # noqa: E402
-from bot.config import parse_settings  # noqa: E402
 from bot.demo import seed_simulator  # noqa: E402
 from bot.directory import load_directory_file  # noqa: E402
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app  # noqa: E402
@@ -70,17 +70,8 @@ async def main(pressure: bool) -> None:
             {"name": "fanout", "selection": "rotation", "audience": {"communities": ["扇出社区"]}, "urgent": True},
             {"name": "pressure", "selection": "rotation", "audience": {"communities": ["压测社区"]}, "urgent": True},
         ]
-        settings = parse_settings({
-            "database": {"path": f"{tmp}/bench.sqlite3"},
-            "wecom": {"corp_id": sim.config.corp_id, "corp_secret": sim.config.corp_secret,
-                      "agent_id": sim.config.agent_id, "token": sim.config.token,
-                      "encoding_aes_key": sim.config.encoding_aes_key,
-                      "api_base": str(sim_server.make_url("/cgi-bin/"))},
-            "api": {"tokens": [TOKEN]},
-            "directory": {"path": str(district)},
-            "awareness": {"check_interval": 0.2, "campaigns": campaigns},
-            "logging": {"level": "WARNING"},
-        })
+        settings = bot_settings(sim, str(sim_server.make_url("/cgi-bin/")), f"{tmp}/bench.sqlite3", str(district),
+                                TOKEN, {"check_interval": 0.2, "campaigns": campaigns})
         bot_server = TestServer(create_app(settings, clock=sim.clock.now))
         await bot_server.start_server()
         base = str(bot_server.make_url("")).rstrip("/")
@@ -105,11 +96,11 @@ async def _fanout(sim: Simulator, http: ClientSession, base: str) -> dict:
         run = (await resp.json())["run"]
     planned = time.perf_counter() - start
     url = f"{base}/api/v1/campaigns/fanout/runs/{run['id']}"
-    body = await _wait(http, url, lambda b: b["run"]["progress"]["pending"] == 0)
+    body = await wait(http, url, lambda b: b["run"]["progress"]["pending"] == 0)
     calls_done = time.perf_counter() - start
     confirm_at = time.perf_counter()
     sim.confirm_groupmsg()
-    body = await _wait(http, url, lambda b: b["run"]["finished_at"] is not None)
+    body = await wait(http, url, lambda b: b["run"]["finished_at"] is not None)
     return {
         "groups": run["groups"], "run_created_s": round(planned, 2), "all_calls_made_s": round(calls_done, 2),
         "closed_after_confirmation_s": round(time.perf_counter() - confirm_at, 2),
@@ -128,7 +119,7 @@ async def _pressure(sim: Simulator, http: ClientSession, base: str) -> dict:
         async with http.post(f"{base}/api/v1/campaigns/pressure/run") as resp:
             runs.append((await resp.json())["run"]["id"])
     last = f"{base}/api/v1/campaigns/pressure/runs/{runs[-1]}"
-    await _wait(http, last, lambda b: b["run"]["finished_at"] is not None, within=180)
+    await wait(http, last, lambda b: b["run"]["finished_at"] is not None, within=180)
     sent = 0
     for run_id in runs:
         async with http.get(f"{base}/api/v1/campaigns/pressure/runs/{run_id}") as resp:
@@ -138,17 +129,6 @@ async def _pressure(sim: Simulator, http: ClientSession, base: str) -> dict:
             "finished_s": round(time.perf_counter() - start, 1), "errors_45009": sim.stats.errors[45009]}
 
 
-async def _wait(http: ClientSession, url: str, predicate, within: float = 120.0) -> dict:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        async with http.get(url) as resp:
-            body = await resp.json()
-        if predicate(body):
-            return body
-        if loop.time() > deadline:
-            raise TimeoutError(f"{url}: {str(body)[:300]}")
-        await asyncio.sleep(0.1)
 
 
 def _markdown(r: dict) -> str:

@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestServer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.awareness_harness import bot_settings, wait  # noqa: E402
 from bot.app import create_app  # noqa: E402
-from bot.config import parse_settings  # noqa: E402
 from bot.demo import seed_simulator  # noqa: E402
 from bot.directory import load_directory_file  # noqa: E402
 from bot.scheduler import SHANGHAI  # noqa: E402
@@ -56,17 +56,8 @@ async def main() -> None:
     sim_server = TestServer(create_simulator_app(sim))
     await sim_server.start_server()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = parse_settings({
-            "database": {"path": f"{tmp}/week.sqlite3", "synchronous": "NORMAL"},
-            "wecom": {"corp_id": sim.config.corp_id, "corp_secret": sim.config.corp_secret,
-                      "agent_id": sim.config.agent_id, "token": sim.config.token,
-                      "encoding_aes_key": sim.config.encoding_aes_key,
-                      "api_base": str(sim_server.make_url("/cgi-bin/"))},
-            "api": {"tokens": [TOKEN]},
-            "directory": {"path": str(DISTRICT)},
-            "awareness": {"check_interval": 0.05, "campaigns": [CAMPAIGN]},
-            "logging": {"level": "WARNING"},
-        })
+        settings = bot_settings(sim, str(sim_server.make_url("/cgi-bin/")), f"{tmp}/week.sqlite3", str(DISTRICT),
+                                TOKEN, {"check_interval": 0.05, "campaigns": [CAMPAIGN]}, synchronous="NORMAL")
         bot_server = TestServer(create_app(settings, clock=sim.clock.now))
         await bot_server.start_server()
         try:
@@ -93,13 +84,13 @@ async def _week(sim: Simulator, http: ClientSession, bot: str) -> list[dict]:
                 async with http.post(f"{bot}/api/v1/instructions", json=body) as resp:
                     assert resp.status == 202, await resp.text()
         _advance_to(sim, START + day * 86400 + 3600 + 5)  # 10:00:05
-        run = await _wait(http, f"{bot}/api/v1/campaigns/dm-daily", lambda b, d=day: len(b["runs"]) == d + 1)
+        run = await wait(http, f"{bot}/api/v1/campaigns/dm-daily", lambda b, d=day: len(b["runs"]) == d + 1)
         run_id = run["runs"][0]["id"]
         url = f"{bot}/api/v1/campaigns/dm-daily/runs/{run_id}"
-        await _wait(http, url, lambda b: b["run"]["progress"]["pending"] == 0)
+        await wait(http, url, lambda b: b["run"]["progress"]["pending"] == 0)
         _advance_to(sim, START + day * 86400 + 5400)  # 10:30: staff tap send
         sim.confirm_groupmsg()
-        runs.append(await _wait(http, url, lambda b: b["run"]["finished_at"] is not None))
+        runs.append(await wait(http, url, lambda b: b["run"]["finished_at"] is not None))
     return runs
 
 
@@ -107,17 +98,6 @@ def _advance_to(sim: Simulator, at: float) -> None:
     sim.clock.advance(max(0.0, at - sim.clock.now()))
 
 
-async def _wait(http: ClientSession, url: str, predicate, within: float = 10.0) -> dict:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        async with http.get(url) as resp:
-            body = await resp.json()
-        if predicate(body):
-            return body
-        if loop.time() > deadline:
-            raise TimeoutError(f"{url}: {str(body)[:300]}")
-        await asyncio.sleep(0.02)
 
 
 def _when(epoch: float) -> str:

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.app import create_app
 from bot.awareness.library import load_library
 from bot.awareness.settings import DEFAULT_LIBRARY
-from bot.demo import seed_simulator
-from bot.directory import load_directory_file
-from bot.simulator import Simulator, SimulatorConfig
-from bot.simulator.clock import SimClock
 from tests.awareness_helpers import (
     T0,
     advance,
@@ -28,27 +23,11 @@ from tests.helpers import AUTH, DISTRICT, eventually, instruction, sim_messages,
 DM_TREND = {"name": "dm-trend", "title": "东门每日精准宣防", "schedule": "0 10 * * *", "selection": "trend",
             "audience": {"stations": ["DM"]}}
 LIBRARY = load_library(DEFAULT_LIBRARY)
+pytestmark = pytest.mark.sim_start(T0)
 
 
-@pytest.fixture
-def sim() -> Simulator:
-    simulator = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"), clock=SimClock(T0))
-    seed_simulator(simulator, load_directory_file(DISTRICT))
-    return simulator
 
 
-@pytest.fixture
-def start_bot(aiohttp_client, sim_server, sim, make_settings):
-    """Start (or restart, on the same database) the bot with these campaigns and [awareness] keys."""
-
-    async def start(*campaigns: dict, directory: str | None = None, **awareness):
-        sections = {"awareness": {"check_interval": 0.05, "campaigns": list(campaigns), **awareness}}
-        if directory:
-            sections["directory"] = {"path": directory}
-        settings = make_settings(str(sim_server.make_url("")).rstrip("/"), **sections)
-        return await aiohttp_client(create_app(settings, clock=sim.clock.now))
-
-    return start
 
 
 async def _instructions(bot, station: str, fraud_type: str, count: int) -> None:

@@ -7,37 +7,20 @@ import sys
 
 import pytest
 
-from bot.app import create_app
-from bot.demo import seed_simulator
-from bot.directory import load_directory_file
-from bot.simulator import Simulator, SimulatorConfig
-from bot.simulator.clock import SimClock
 from tests.awareness_helpers import T0, api, at, campaign, progress, run_now, wait_run
 from tests.helpers import DISTRICT, ROOT, TOKEN, sim_messages
 
 CONFIG_CAMPAIGN = {"name": "weekly", "title": "每周宣防", "schedule": "30 9 * * 1", "selection": "rotation",
                    "audience": {"tags": ["老年人"]}}
+pytestmark = pytest.mark.sim_start(T0)
 
 
-@pytest.fixture
-def sim() -> Simulator:
-    simulator = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"), clock=SimClock(T0))
-    seed_simulator(simulator, load_directory_file(DISTRICT))
-    return simulator
 
 
-@pytest.fixture
-def start_bot(aiohttp_client, sim_server, sim, make_settings):
-    async def start():
-        settings = make_settings(str(sim_server.make_url("")).rstrip("/"),
-                                 awareness={"check_interval": 0.05, "campaigns": [CONFIG_CAMPAIGN]})
-        return await aiohttp_client(create_app(settings, clock=sim.clock.now))
-
-    return start
 
 
 async def test_the_api_needs_a_token(start_bot):
-    bot = await start_bot()
+    bot = await start_bot(CONFIG_CAMPAIGN)
     for method, path in [("GET", "/api/v1/campaigns"), ("POST", "/api/v1/campaigns"),
                          ("GET", "/api/v1/campaigns/weekly/preview"), ("POST", "/api/v1/campaigns/weekly/run")]:
         resp = await bot.request(method, path, headers={"Authorization": "Bearer wrong-token"})
@@ -45,7 +28,7 @@ async def test_the_api_needs_a_token(start_bot):
 
 
 async def test_create_update_disable_and_api_changes_outlive_a_restart(start_bot, sim_client):
-    bot = await start_bot()
+    bot = await start_bot(CONFIG_CAMPAIGN)
     status, body = await api(bot, "GET", "/api/v1/campaigns")
     assert [(c["name"], c["source"], c["next_run"]) for c in body["campaigns"]] == [
         ("weekly", "config", at("2026-11-30 09:30"))]
@@ -71,7 +54,7 @@ async def test_create_update_disable_and_api_changes_outlive_a_restart(start_bot
     assert status == 200 and body["campaign"]["enabled"] is False and body["campaign"]["next_run"] is None
     await bot.close()
 
-    bot = await start_bot()
+    bot = await start_bot(CONFIG_CAMPAIGN)
     status, body = await api(bot, "GET", "/api/v1/campaigns")
     by_name = {c["name"]: c for c in body["campaigns"]}
     assert by_name["weekly"]["title"] == "长者周报" and by_name["weekly"]["source"] == "api"
@@ -80,7 +63,7 @@ async def test_create_update_disable_and_api_changes_outlive_a_restart(start_bot
 
 
 async def test_preview_is_a_dry_run_and_show_has_the_delivery_log(start_bot, sim_client):
-    bot = await start_bot()
+    bot = await start_bot(CONFIG_CAMPAIGN)
     status, preview = await api(bot, "GET", "/api/v1/campaigns/weekly/preview")
     assert status == 200 and preview["dry_run"] is True
     assert [(t["group"], t["channel"]) for t in preview["targets"]] == [
