@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     roster_show = roster_sub.add_parser("show", help="who is on duty at each station now")
     roster_show.add_argument("--config", required=True)
     roster_show.add_argument("--json", action="store_true", help="print JSON")
+    campaign = sub.add_parser("campaign", help="awareness campaigns: list, preview (a dry run) or run one now")
+    campaign.add_argument("action", choices=["list", "preview", "run"])
+    campaign.add_argument("name", nargs="?", help="the campaign (for preview and run)")
+    campaign.add_argument("--config", required=True, help="path to the TOML config")
 
     args = parser.parse_args(argv)
     try:
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.action == "import":
                 return asyncio.run(roster_cli.import_file(args.config, Path(args.csv).read_bytes(), args.csv))
             return asyncio.run(roster_cli.show(args.config, args.json))
+        if args.command == "campaign":
+            from bot.awareness.cli import main as campaign_main
+
+            return campaign_main(args.action, args.name, args.config)
     except (ConfigError, DirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.actions import Actions
+from bot.awareness.service import AWARENESS, AwarenessService
 from bot.commands import Commands
 from bot.config import Settings
 from bot.directory import Directory, load_directory_file
@@ -104,6 +105,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                             inbox, crypto, scheduler, escalations)
         app[SERVICES] = services
         await escalations.refresh_roster(force=True)  # before the first instruction is routed
+        app[AWARENESS] = AwarenessService(settings, storage, wecom, renderer, current_planner, clock, worker.wake)
+        await app[AWARENESS].start(list(directory_file.resident_groups.values()))
+        scheduler.every(settings.awareness.check_interval, app[AWARENESS].tick, "awareness")
         await worker.start()
         resumed = await inbox.resume()
         if resumed:

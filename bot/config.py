@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.awareness.settings import AwarenessSettings, parse_awareness
 from bot.policy import DEFAULT_POLICIES, Policy, parse_duration, parse_policies
 
 REAL_WECOM_API = "https://qyapi.weixin.qq.com/cgi-bin/"
@@ -85,6 +86,7 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     escalation: EscalationSettings = field(default_factory=EscalationSettings)
     policies: dict[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    awareness: AwarenessSettings = field(default_factory=AwarenessSettings)
 
     @property
     def public_url(self) -> str:
@@ -109,7 +111,8 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
 
 def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     """Turn a parsed TOML document into Settings, naming the first wrong key."""
-    known = {"server", "database", "wecom", "api", "directory", "delivery", "logging", "escalation", "policy"}
+    known = {"server", "database", "wecom", "api", "directory", "delivery", "logging", "escalation", "policy",
+             "awareness"}
     for section in raw:
         if section not in known:
             raise ConfigError(f"unknown section [{section}]")
@@ -183,10 +186,18 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
                                               "escalation.roster_gap_warning", ConfigError),
         ),
         policies=parse_policies(_section(raw, "policy"), ConfigError),
+        awareness=_awareness(raw, base_dir),
     )
 
 
 _MISSING = object()
+
+
+def _awareness(raw: dict[str, Any], base_dir: Path) -> AwarenessSettings:
+    try:
+        return parse_awareness(raw.get("awareness", {}), base_dir)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:

@@ -32,6 +32,11 @@ def seed_simulator(sim: Simulator, directory: Directory) -> None:
             sim.add_appchat(group.address, group.name, list(group.members), owner=None)
         else:
             sim.add_robot(group.address, group.name, list(group.members))
+    for resident in directory.resident_groups.values():
+        if resident.channel == "customer_group":
+            sim.add_customer_group(resident.address, resident.name, resident.owner or "")
+        elif resident.channel == "webhook":
+            sim.add_robot(resident.address, resident.name, list(resident.members))
 
 
 def simulator_config_for(settings: Settings, callback_url: str | None) -> SimulatorConfig:

@@ -54,6 +54,24 @@ class Person:
 
 
 @dataclass(frozen=True)
+class ResidentGroup:
+    """A police–resident group (警民群) that awareness campaigns push into."""
+
+    code: str
+    name: str
+    station_code: str
+    channel: str  # customer_group (客户群群发) | webhook (group robot) | app (app message to internal users)
+    address: str  # the customer group's chat_id, the robot's webhook key, or the userids "a|b"
+    community: str = ""
+    tags: tuple[str, ...] = ()
+    owner: str | None = None  # customer_group: the staff member who owns the group and confirms each push
+    members: tuple[str, ...] = ()  # app: the userids; webhook: the group's members (for the simulator)
+
+
+RESIDENT_CHANNELS = ("customer_group", "webhook", "app")
+
+
+@dataclass(frozen=True)
 class Directory:
     center_name: str = "反诈中心"
     fallback_group: str | None = None  # where unroutable instructions and delivery failures go
@@ -61,6 +79,7 @@ class Directory:
     grids: dict[str, Grid] = field(default_factory=dict)
     people: dict[str, Person] = field(default_factory=dict)
     groups: dict[str, ChatGroup] = field(default_factory=dict)
+    resident_groups: dict[str, ResidentGroup] = field(default_factory=dict)
 
     def grid_workers(self, grid_code: str) -> list[Person]:
         return [p for p in self.people.values() if p.role == "grid_worker" and p.grid_code == grid_code]
@@ -144,7 +163,43 @@ def parse_directory(raw: dict[str, Any]) -> Directory:
         grids=grids,
         people=people,
         groups=groups,
+        resident_groups=_resident_groups(raw.get("resident_groups", []), stations, people),
     )
+
+
+def _resident_groups(entries: list[dict[str, Any]], stations: dict[str, Station],
+                     people: dict[str, Person]) -> dict[str, ResidentGroup]:
+    groups: dict[str, ResidentGroup] = {}
+    for i, g in enumerate(entries):
+        where = f"resident_groups[{i}]"
+        channel = _str(g, "channel", where)
+        if channel not in RESIDENT_CHANNELS:
+            raise DirectoryError(f"{where}.channel must be one of {', '.join(RESIDENT_CHANNELS)}")
+        owner = None
+        members = tuple(g.get("members", ()))
+        if channel == "customer_group":
+            owner = _str(g, "owner", where)
+            if owner not in people:
+                raise DirectoryError(f"{where}.owner {owner!r} is not in [[people]]")
+            address = _str(g, "chat_id", where)
+        elif channel == "webhook":
+            address = _str(g, "webhook_key", where)
+        else:
+            members = tuple(g.get("users", ()))
+            if not members or any(u not in people for u in members):
+                raise DirectoryError(f"{where}.users must list userids from [[people]]")
+            address = "|".join(members)
+        group = ResidentGroup(
+            code=_str(g, "code", where), name=_str(g, "name", where), station_code=_str(g, "station", where),
+            channel=channel, address=address, community=str(g.get("community", "")).strip(),
+            tags=tuple(g.get("tags", ())), owner=owner, members=members,
+        )
+        if group.station_code not in stations:
+            raise DirectoryError(f"{where}.station {group.station_code!r} is not a known station")
+        if group.code in groups:
+            raise DirectoryError(f"{where}.code {group.code!r} is used twice")
+        groups[group.code] = group
+    return groups
 
 
 def _str(table: dict[str, Any], key: str, where: str) -> str:

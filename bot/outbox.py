@@ -37,7 +37,11 @@ _PURPOSE_LABELS = {
     "assignee_card": "个人任务卡片",
     "fallback_notice": "中心人工指派通知",
     "failure_notice": "推送失败通知",
+    "awareness": "宣防推送",
 }
+# Failures of these are not reported row by row: a failure notice would report itself, and
+# awareness pushes are reported once per campaign run by bot/awareness.
+_NOT_REPORTED_PER_ROW = frozenset({"failure_notice", "awareness"})
 _TASK_ID_EXISTS = 42014
 
 
@@ -164,6 +168,9 @@ class DeliveryWorker:
                     raise WeComRejected(None, f"企业微信不认识用户 {row.address}（invaliduser）")
             elif row.channel == "appchat":
                 payload = await self._client.send_appchat(row.body)
+            elif row.channel == "customer_group":
+                # Creates a task the sending staff member confirms in WeCom; bot/awareness follows it up.
+                payload = await self._client.add_msg_template(row.body)
             else:
                 payload = await self._client.send_webhook(row.address, row.body)
         except WeComRejected as err:
@@ -204,7 +211,7 @@ class DeliveryWorker:
                                                      "to": row.label, "error": error, "attempts": row.attempts})
         await self._storage.mark_failed(row, now, error)
         self._metrics.messages_failed.labels(row.channel, row.purpose).inc()
-        if row.purpose != "failure_notice":
+        if row.purpose not in _NOT_REPORTED_PER_ROW:
             await self._report_failure(row, error, now)
 
     async def _report_failure(self, row: OutboxRow, error: str, now: float) -> None:

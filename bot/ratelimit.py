@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 # (count, seconds) per bucket kind, from WeCom's documentation; one second of margin per window
 # so that a clock difference with WeCom cannot tip us over.
@@ -16,7 +18,28 @@ LIMITS: dict[str, tuple[tuple[int, float], ...]] = {
     "app": ((30, 61.0), (1000, 3601.0)),  # app messages per member
     "appchat": ((200, 61.0), (10000, 86401.0)),  # group-chat messages per member, across all groups
     "robot": ((20, 61.0),),  # group robot
+    # 客户群群发: WeCom delivers at most (days in the month) mass messages per customer group a month,
+    # or 7 a week / 1 a day as the admin sets it, and silently skips the excess. One per 24 h keeps
+    # within all three.
+    "groupmsg": ((1, 86401.0),),
 }
+# "quiet:22:00-07:30": a message that may not be sent in that daily span (Asia/Shanghai) waits for its end.
+_QUIET = "quiet:"
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def quiet_until(spec: str, now: float) -> float:
+    """The end of the quiet span "HH:MM-HH:MM" that `now` falls in, or `now` if it is outside."""
+    start, end = (int(t[:2]) * 60 + int(t[3:]) for t in spec.split("-"))
+    local = datetime.fromtimestamp(now, _SHANGHAI)
+    minute = local.hour * 60 + local.minute
+    inside = start <= minute < end if start < end else (minute >= start or minute < end)
+    if not inside:
+        return now
+    until = local.replace(hour=end // 60, minute=end % 60, second=0, microsecond=0)
+    if until <= local:
+        until += timedelta(days=1)
+    return until.timestamp()
 
 
 class SendLimiter:
@@ -33,6 +56,9 @@ class SendLimiter:
         """The first moment at which a message counting against all keys may be sent."""
         at = now
         for key in keys:
+            if key.startswith(_QUIET):
+                at = max(at, quiet_until(key[len(_QUIET):], now))
+                continue
             history = self._sent.get(key)
             if not history:
                 continue

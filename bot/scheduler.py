@@ -37,7 +37,7 @@ class Scheduler:
 
     def cron(self, expression: str, job: Job, name: str) -> None:
         """Run job on a crontab expression ("minute hour day month day_of_week") in Asia/Shanghai."""
-        self._aps.add_job(self._guarded(job, name), CronTrigger.from_crontab(expression, timezone=SHANGHAI), id=name,
+        self._aps.add_job(self._guarded(job, name), crontab_trigger(expression), id=name,
                           name=name, max_instances=1, coalesce=True, misfire_grace_time=None)
 
     def start(self) -> None:
@@ -57,3 +57,40 @@ class Scheduler:
                 _LOGGER.exception("scheduled job %s failed; it runs again at its next time", name)
 
         return run
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_trigger(expression: str) -> CronTrigger:
+    """A standard crontab line ("minute hour day month weekday") in Asia/Shanghai.
+
+    APScheduler 3's from_crontab counts weekdays from 0 = Monday; crontab (and the people who write
+    schedules) from 0 = Sunday. Numeric weekdays are turned into names, so "0 10 * * 1" is Monday.
+    """
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields; got {len(fields)}, expected 5")
+    minute, hour, day, month, weekday = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekday_names(weekday),
+                       timezone=SHANGHAI)
+
+
+def _weekday_names(field: str) -> str:
+    names: list[str] = []
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        numbers = base.split("-")
+        if base == "*" and not step:
+            return "*"
+        if base == "*":
+            low, high = 0, 6
+        elif all(n.isdigit() for n in numbers) and len(numbers) <= 2:
+            low, high = int(numbers[0]), int(numbers[-1]) if len(numbers) == 2 or not step else 6
+        else:
+            names.append(part)  # names (mon-fri) mean the same in both
+            continue
+        if high > 7 or low > high or (step and not step.isdigit()):
+            raise ValueError(f"bad day of week {part!r}")
+        names += [_WEEKDAYS[d % 7] for d in range(low, high + 1, int(step or 1))]
+    return ",".join(dict.fromkeys(names))

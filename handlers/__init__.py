@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import callback, directory, health, intake, roster
+from handlers import callback, campaigns, directory, health, intake, roster
 from handlers.errors import error_middleware
 
 
@@ -14,6 +14,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(health.routes)
     app.router.add_routes(callback.routes)
     app.router.add_routes(roster.routes)
+    app.router.add_routes(campaigns.routes)
 
 
 __all__ = ["error_middleware", "setup_routes"]

@@ -1,8 +1,10 @@
 """SQLite backend (aiosqlite): the embedded default.
 
-One connection writes, behind an asyncio lock, in explicit transactions; WAL mode lets reads go on
-beside it. Intake requests that arrive while a write is in flight are committed together in the
-next transaction (group commit), so one fsync covers many instructions.
+One connection writes, behind an asyncio lock, in explicit transactions. Reads go through a second,
+read-only connection: in WAL mode it sees only committed data, so nothing reads (and, say, sends) the
+rows of a transaction that may still roll back, and reads go on beside a write. Intake requests that
+arrive while a write is in flight are committed together in the next transaction (group commit), so
+one fsync covers many instructions.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from bot.models import (
     Timer,
 )
 from bot.roster import Shift
+from storage.awareness_sqlite import AwarenessSQLite
 from storage.base import DispatchPlanner
 
 _LOGGER = logging.getLogger(__name__)
@@ -79,13 +82,14 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(scripts)
 
 
-class SQLiteStorage:
+class SQLiteStorage(AwarenessSQLite):
     """Storage on one SQLite file."""
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self._synchronous = synchronous
-        self._db: aiosqlite.Connection | None = None
+        self._db: aiosqlite.Connection | None = None  # the writer
+        self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._accepts: list[_AcceptRequest] = []
 
@@ -100,14 +104,19 @@ class SQLiteStorage:
         await self._db.execute("PRAGMA foreign_keys=ON")
         await self._db.execute("PRAGMA busy_timeout=5000")
         await self._migrate()
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        self._reader.row_factory = aiosqlite.Row
+        await self._reader.execute("PRAGMA query_only=ON")
+        await self._reader.execute("PRAGMA busy_timeout=5000")
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        for connection in (self._reader, self._db):
+            if connection is not None:
+                await connection.close()
+        self._db = self._reader = None
 
     async def _migrate(self) -> None:
-        db = self._conn
+        db = self._writer
         (version,) = await (await db.execute("PRAGMA user_version")).fetchone()
         for number, script in migrations():
             if number <= version:
@@ -122,6 +131,13 @@ class SQLiteStorage:
 
     @property
     def _conn(self) -> aiosqlite.Connection:
+        """The read-only connection: committed data only."""
+        if self._reader is None:
+            raise RuntimeError("storage is not open")
+        return self._reader
+
+    @property
+    def _writer(self) -> aiosqlite.Connection:
         if self._db is None:
             raise RuntimeError("storage is not open")
         return self._db
@@ -131,14 +147,14 @@ class SQLiteStorage:
         async with self._write_lock:
             await self._begin_locked()
             try:
-                yield self._conn
+                yield self._writer
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                await self._writer.execute("ROLLBACK")
                 raise
-            await self._conn.execute("COMMIT")
+            await self._writer.execute("COMMIT")
 
     async def _begin_locked(self) -> None:
-        await self._conn.execute("BEGIN IMMEDIATE")
+        await self._writer.execute("BEGIN IMMEDIATE")
 
     async def meta(self, key: str) -> str | None:
         row = await (await self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,))).fetchone()
@@ -236,7 +252,7 @@ class SQLiteStorage:
                     request.future.set_exception(_fresh_exception())
 
     async def _accept_in_transaction(self, batch: list[_AcceptRequest]) -> None:
-        db = self._conn
+        db = self._writer
         await self._begin_locked()
         try:
             outcomes = [[await self._accept_one(db, item, r) for item in r.items] for r in batch]

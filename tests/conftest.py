@@ -9,15 +9,22 @@ from bot.config import parse_settings
 from bot.demo import seed_simulator
 from bot.directory import load_directory_file
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+from bot.simulator.clock import SimClock
 from tests.browser import chromium
 from tests.helpers import DISTRICT, TOKEN
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sim_start(epoch): start the simulator's (and bot's) clock at this time")
+
+
 @pytest.fixture
-def sim() -> Simulator:
+def sim(request) -> Simulator:
     """A simulated corp holding the demo district's people, chats and robots."""
+    marker = request.node.get_closest_marker("sim_start")
+    clock = SimClock(marker.args[0]) if marker else None
     # Interaction cards need an app with a callback URL; the bot fixture points it at the bot.
-    simulator = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"))
+    simulator = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"), clock=clock)
     seed_simulator(simulator, load_directory_file(DISTRICT))
     return simulator
 
@@ -69,6 +76,20 @@ async def bot(aiohttp_client, sim_server, sim, make_settings):
     client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
     sim.config.callback_url = str(client.make_url("/wecom/callback"))
     return client
+
+
+@pytest.fixture
+def start_bot(aiohttp_client, sim_server, sim, make_settings):
+    """Start (or restart, on the same database) a bot with these awareness campaigns and [awareness] keys."""
+
+    async def start(*campaigns: dict, directory: str | None = None, **awareness):
+        sections = {"awareness": {"check_interval": 0.05, "campaigns": list(campaigns), **awareness}}
+        if directory:
+            sections["directory"] = {"path": directory}
+        settings = make_settings(str(sim_server.make_url("")).rstrip("/"), **sections)
+        return await aiohttp_client(create_app(settings, clock=sim.clock.now))
+
+    return start
 
 
 @pytest.fixture

@@ -127,6 +127,31 @@ async def directory(request: web.Request) -> web.Response:
     return _json(_sim(request).directory.snapshot())
 
 
+@routes.get("/_sim/groupmsg")
+async def groupmsg_tasks(request: web.Request) -> web.Response:
+    """客户群群发 tasks; filters sender= and pending=1 (not confirmed yet)."""
+    sim = _sim(request)
+    sender = request.query.get("sender")
+    tasks = [
+        t.as_dict() for t in sim.groupmsg.tasks.values()
+        if (sender is None or t.sender == sender) and (request.query.get("pending") != "1" or t.confirmed_at is None)
+    ]
+    return _json({"tasks": tasks})
+
+
+@routes.post("/_sim/groupmsg/confirm")
+async def confirm_groupmsg(request: web.Request) -> web.Response:
+    """The staff member taps send in WeCom: {"msgid"} for one task, {"sender"} for theirs, {} for all."""
+    body = await _body(request)
+    msgid, sender = body.get("msgid"), body.get("sender")
+    if (msgid is not None and not isinstance(msgid, str)) or (sender is not None and not isinstance(sender, str)):
+        _bad_request("msgid and sender must be strings")
+    sim = _sim(request)
+    if msgid is not None and msgid not in sim.groupmsg.tasks:
+        _bad_request(f"no task {msgid}")
+    return _json({"confirmed": sim.confirm_groupmsg(msgid=msgid, sender=sender)})
+
+
 @routes.get("/_sim/cards")
 async def cards(request: web.Request) -> web.Response:
     """Cards as each member currently sees them; filters user= and task_id=."""

@@ -39,6 +39,15 @@ class Robot:
     members: list[str] = field(default_factory=list)
 
 
+@dataclass
+class CustomerGroup:
+    """A customer group (客户群): a WeChat group of residents owned by a corp member, reached by 群发."""
+
+    chat_id: str
+    name: str
+    owner: str
+
+
 class Directory:
     """Members, app chats and robots, with WeCom's rules for creating chats."""
 
@@ -46,6 +55,7 @@ class Directory:
         self.users: dict[str, User] = {}
         self.chats: dict[str, AppChat] = {}
         self.robots: dict[str, Robot] = {}
+        self.customer_groups: dict[str, CustomerGroup] = {}
         # Grows with every member, chat or robot added, so viewers can tell.
         self.revision = 0
 
@@ -108,6 +118,16 @@ class Directory:
         self.robots[key] = Robot(key, name, list(members))
         self.revision += 1
 
+    def add_customer_group(self, chat_id: str, name: str, owner: str) -> None:
+        """Add a customer group owned by member `owner`."""
+        if not chat_id:
+            raise ValueError("chat_id must not be empty")
+        member = self.resolve(owner)
+        if member is None:
+            raise ValueError(f"owner {owner!r} is not a member")
+        self.customer_groups[chat_id] = CustomerGroup(chat_id, name, member.userid)
+        self.revision += 1
+
     def snapshot(self) -> dict:
         """Return users, chats and robots as JSON-ready data."""
         return {
@@ -117,6 +137,9 @@ class Directory:
                 for c in self.chats.values()
             ],
             "robots": [{"key": r.key, "name": r.name, "members": list(r.members)} for r in self.robots.values()],
+            "customer_groups": [
+                {"chat_id": g.chat_id, "name": g.name, "owner": g.owner} for g in self.customer_groups.values()
+            ],
         }
 
     def _member(self, userid: str) -> str:

@@ -7,6 +7,7 @@ import secrets
 _TEXTS: dict[int, str] = {
     -1: "system is busy",
     40001: "invalid credential",
+    40003: "invalid userid",
     40008: "invalid message type",
     40009: "invalid image size",
     40013: "invalid corpid",

@@ -21,6 +21,7 @@ from .directory import Directory
 from .duplicates import DuplicateFilter
 from .errors import ApiError
 from .faults import ANY_API, FaultPlan
+from .groupmsg import GroupMsgBook
 from .limits import DailyLimit, Quota, WindowLimit
 from .records import MessageLog, Stats, TextLog
 from .tokens import TokenStore
@@ -57,6 +58,7 @@ class Simulator:
         self.app_quota = Quota(WindowLimit(30, 60), WindowLimit(1000, 3600))
         self.chat_quota = Quota(WindowLimit(200, 60), DailyLimit(10_000))
         self.robot_limit = WindowLimit(20, 60)
+        self.groupmsg = GroupMsgBook()
         self._faults = FaultPlan()
         self._callbacks = CallbackClient(self.config, self.clock)
         self._session: aiohttp.ClientSession | None = None
@@ -95,6 +97,27 @@ class Simulator:
     def add_robot(self, key: str, name: str, members: Iterable[str] = ()) -> None:
         """Add a group robot reachable at webhook/send?key=`key`."""
         self.directory.add_robot(key, name, members)
+
+    def add_customer_group(self, chat_id: str, name: str, owner: str) -> None:
+        """Add a customer group (residents' WeChat group) owned by member `owner`."""
+        self.directory.add_customer_group(chat_id, name, owner)
+
+    def confirm_groupmsg(self, *, msgid: str | None = None, sender: str | None = None) -> list[dict[str, Any]]:
+        """The staff member confirms pending 群发 tasks (one by msgid, or all of a sender, or all)."""
+        now = self.clock.now()
+        tasks = [self.groupmsg.tasks[msgid]] if msgid in self.groupmsg.tasks else []
+        if msgid is None:
+            tasks = self.groupmsg.pending(sender)
+        confirmed = []
+        for task in tasks:
+            if task.confirmed_at is not None:
+                continue
+            for chat_id in self.groupmsg.confirm(task, now):
+                self.log.append(at=now, api="externalcontact/groupmsg", msgtype="text", chatid=chat_id,
+                                to_users=[task.sender], body={"msgtype": "text", "text": {"content": task.text}},
+                                msgid=task.msgid)
+            confirmed.append(task.as_dict())
+        return confirmed
 
     def clear_messages(self) -> None:
         """Forget recorded messages and 1:1 texts (users, chats, cards and limits stay)."""

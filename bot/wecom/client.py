@@ -119,6 +119,15 @@ class WeComClient:
         """webhook/send: a group robot message; needs no access token."""
         return await self._request("POST", "webhook/send", params={"key": key}, body=body)
 
+    async def add_msg_template(self, body: dict[str, Any] | str) -> dict[str, Any]:
+        """externalcontact/add_msg_template: a mass-message task that the sending staff member confirms."""
+        return await self.call("POST", "externalcontact/add_msg_template", body)
+
+    async def groupmsg_send_result(self, msgid: str, userid: str, cursor: str = "") -> dict[str, Any]:
+        """externalcontact/get_groupmsg_send_result: per customer group, whether a task was sent."""
+        body = {"msgid": msgid, "userid": userid, "limit": 1000, "cursor": cursor}
+        return await self.call("POST", "externalcontact/get_groupmsg_send_result", body)
+
     async def update_template_card(self, body: dict[str, Any] | str) -> dict[str, Any]:
         """message/update_template_card: change a sent interaction card (single-use response_code)."""
         return await self.call("POST", "message/update_template_card", body)

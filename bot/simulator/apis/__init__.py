@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from . import appchat, message, token, webhook
+from . import appchat, externalcontact, message, token, webhook
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
@@ -31,4 +31,6 @@ ENDPOINTS: dict[str, Endpoint] = {
     "appchat/get": Endpoint("GET", True, appchat.get),
     "appchat/send": Endpoint("POST", True, appchat.send),
     "webhook/send": Endpoint("POST", False, webhook.send),
+    "externalcontact/add_msg_template": Endpoint("POST", True, externalcontact.add_msg_template),
+    "externalcontact/get_groupmsg_send_result": Endpoint("POST", True, externalcontact.get_groupmsg_send_result),
 }

@@ -1,0 +1,154 @@
+"""/api/v1/campaigns: awareness campaigns — list, show with runs and delivery log, create, update,
+enable/disable, dry run and run now. Changes made here are stored and override the config file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from aiohttp import web
+
+from bot.app import SERVICES
+from bot.awareness.service import AWARENESS, AwarenessService
+from bot.awareness.settings import Campaign, parse_campaign
+from bot.awareness.views import campaign_view, log_view, preview_view, run_view
+from handlers.auth import token_problem
+from handlers.responses import json_error, json_response
+
+routes = web.RouteTableDef()
+_RECENT_RUNS = 10
+
+
+@routes.get("/api/v1/campaigns")
+async def list_campaigns(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    now = request.app[SERVICES].clock()
+    stored = await _service(request).campaigns()
+    return json_response({"campaigns": [campaign_view(s, now) for s in stored]})
+
+
+@routes.post("/api/v1/campaigns")
+async def create(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    campaign = await _campaign_from(request)
+    if isinstance(campaign, web.Response):
+        return campaign
+    storage = request.app[SERVICES].storage
+    if not await storage.save_campaign(campaign, request.app[SERVICES].clock(), create=True):
+        return json_error(409, f"活动 {campaign.name} 已存在，请用 PUT 修改")
+    return await _show(request, campaign.name, 201)
+
+
+@routes.get("/api/v1/campaigns/{name}")
+async def show(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    return await _show(request, request.match_info["name"])
+
+
+@routes.put("/api/v1/campaigns/{name}")
+async def update(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    campaign = await _campaign_from(request, request.match_info["name"])
+    if isinstance(campaign, web.Response):
+        return campaign
+    return await _save(request, campaign)
+
+
+@routes.post("/api/v1/campaigns/{name}/disable")
+async def disable(request: web.Request) -> web.Response:
+    return await _set_enabled(request, False)
+
+
+@routes.post("/api/v1/campaigns/{name}/enable")
+async def enable(request: web.Request) -> web.Response:
+    return await _set_enabled(request, True)
+
+
+@routes.get("/api/v1/campaigns/{name}/preview")
+async def preview(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    stored = await request.app[SERVICES].storage.campaign(request.match_info["name"])
+    if stored is None:
+        return _unknown(request)
+    plan = await _service(request).plan(stored.campaign)
+    return json_response({"dry_run": True, **preview_view(plan)})
+
+
+@routes.post("/api/v1/campaigns/{name}/run")
+async def run_now(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    run_id = await _service(request).run_now(request.match_info["name"])
+    if run_id is None:
+        return _unknown(request)
+    run = await request.app[SERVICES].storage.run(run_id)
+    return json_response({"run": run_view(run)}, 202)
+
+
+@routes.get("/api/v1/campaigns/{name}/runs/{run_id}")
+async def show_run(request: web.Request) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    storage = request.app[SERVICES].storage
+    run = await storage.run(int(request.match_info["run_id"])) if request.match_info["run_id"].isdigit() else None
+    if run is None or run["campaign"] != request.match_info["name"]:
+        return json_error(404, "没有这次推送")
+    return json_response({"run": run_view(run), "log": log_view(await storage.delivery_log(run["id"]))})
+
+
+async def _show(request: web.Request, name: str, status: int = 200) -> web.Response:
+    services = request.app[SERVICES]
+    stored = await services.storage.campaign(name)
+    if stored is None:
+        return _unknown(request)
+    runs = await services.storage.runs(name, _RECENT_RUNS)
+    body = {"campaign": campaign_view(stored, services.clock()), "runs": [run_view(r) for r in runs]}
+    if runs:
+        body["latest_log"] = log_view(await services.storage.delivery_log(runs[0]["id"]))
+    return json_response(body, status)
+
+
+async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    if problem := token_problem(request):
+        return problem
+    stored = await request.app[SERVICES].storage.campaign(request.match_info["name"])
+    if stored is None:
+        return _unknown(request)
+    return await _save(request, dataclasses.replace(stored.campaign, enabled=enabled))
+
+
+async def _save(request: web.Request, campaign: Campaign) -> web.Response:
+    services = request.app[SERVICES]
+    if not await services.storage.save_campaign(campaign, services.clock(), create=False):
+        return _unknown(request)
+    return await _show(request, campaign.name)
+
+
+async def _campaign_from(request: web.Request, name: str | None = None) -> Campaign | web.Response:
+    try:
+        body = await request.json(loads=json.loads)
+    except (ValueError, UnicodeDecodeError):
+        return json_error(400, "请求体不是合法的 JSON（UTF-8）")
+    if isinstance(body, dict) and name is not None and body.setdefault("name", name) != name:
+        return json_error(400, "请求体中的 name 与地址中的活动名不一致")
+    settings = _service(request).settings
+    try:
+        campaign = parse_campaign(body, "campaign", trend_days=settings.trend_days, quiet_hours=settings.quiet_hours)
+    except ValueError as err:
+        return json_error(400, f"活动定义有误：{err}")
+    if campaign.item and campaign.item not in _service(request).library.by_id:
+        return json_error(400, f"内容库中没有编号为 {campaign.item} 的内容")
+    return campaign
+
+
+def _service(request: web.Request) -> AwarenessService:
+    return request.app[AWARENESS]
+
+
+def _unknown(request: web.Request) -> web.Response:
+    return json_error(404, f"没有名为 {request.match_info['name']} 的宣防活动")
