@@ -30,11 +30,24 @@ _NOTICE_PRIORITY = 3  # after every alert's messages
 
 
 @dataclass(frozen=True)
-class _Late:
-    """Who is late on a deadline, as people read it."""
+class _Overdue:
+    """One deadline of a firing step, as the messages tell it."""
 
-    userids: list[str]
-    names: str  # 网格员〈刘红〉、值班民警〈王强〉 or 承办人
+    deadline: Deadline
+    userids: list[str]  # who is late on it
+    late: str  # 网格员〈刘红〉、值班民警〈王强〉, or 承办人 when nobody is assigned
+    what: str  # what they have not done: 未签收 …
+    todo: str  # what the deadline asks: 签收 …
+    late_by: float  # seconds past the deadline
+    left: float  # seconds before it
+
+    @property
+    def due_at(self) -> float:
+        return self.deadline.due_at
+
+    @property
+    def milestone(self) -> str:
+        return self.deadline.milestone
 
 
 class Escalations:
@@ -79,78 +92,90 @@ class Escalations:
         fired = 0
         while True:
             timers = await self._storage.due_timers(now, _BATCH)
-            for timer in timers:
-                fired += await self._fire(timer, now)
+            for step in _same_step(timers):
+                fired += await self._fire(step, now)
             if len(timers) < _BATCH:
                 return fired
 
-    async def _fire(self, timer: Timer, now: float) -> bool:
-        i = await self._storage.get_instruction(timer.instruction_id)
-        deadlines = await self._storage.deadlines(timer.instruction_id)
-        deadline = next(d for d in deadlines if d.id == timer.deadline_id)
+    async def _fire(self, timers: list[Timer], now: float) -> int:
+        """Fire one step of an instruction's ladders: its deadlines that fall due together, in one message."""
+        i = await self._storage.get_instruction(timers[0].instruction_id)
         if i is None:
-            return False
-        if _waits_for_earlier(deadline, deadlines):
-            # The earlier deadline's own ladder is already climbing for this stage; one ladder at a time.
-            return await self._storage.fire_timer(timer, "folded", [], [], now)
-        late = await self._late(i, deadline)
-        messages, to = self._messages(i, deadline, timer, late, now)
-        detail = {"stage": deadline.stage, "milestone": deadline.milestone, "step": timer.step,
-                  "notify": timer.notify, "to": to, "late": late.userids, "due_at": deadline.due_at,
-                  "late_by": round(max(0.0, now - deadline.due_at), 1)}
-        action = "remind" if timer.notify == "remind" else "escalate"
-        event = AuditEvent(action, "system", "timer", i.state, i.state, detail)
-        done = await self._storage.fire_timer(timer, "fired", [event], messages, now)
-        if done:
-            _LOGGER.info("deadline timer fired", extra={"instruction_id": i.id, "stage": deadline.stage,
-                                                        "milestone": deadline.milestone, "notify": timer.notify})
-        return done
+            return 0
+        deadlines = await self._storage.deadlines(i.id)
+        by_id = {d.id: d for d in deadlines}
+        firing: list[tuple[Timer, Deadline]] = []
+        for timer in timers:
+            deadline = by_id[timer.deadline_id]
+            if _waits_for_earlier(deadline, deadlines):
+                # The earlier deadline's own ladder is already climbing for this stage; one ladder at a time.
+                await self._storage.fire_timers([timer], "folded", [], [], now)
+            else:
+                firing.append((timer, deadline))
+        if not firing:
+            return 0
+        overdue = [await self._overdue(i, deadline, now) for _, deadline in firing]
+        notify = timers[0].notify
+        messages = self._messages(i, notify, overdue, now)
+        action = "remind" if notify == "remind" else "escalate"
+        events = [
+            AuditEvent(action, "system", "timer", i.state, i.state, {
+                "stage": o.deadline.stage, "milestone": o.deadline.milestone, "step": timer.step, "notify": notify,
+                "to": [m.label for m in messages], "late": o.userids, "due_at": o.deadline.due_at,
+                "late_by": round(o.late_by, 1)})
+            for (timer, _), o in zip(firing, overdue, strict=True)
+        ]
+        if not await self._storage.fire_timers([t for t, _ in firing], "fired", events, messages, now):
+            return 0  # a deadline was settled meanwhile; the next sweep looks again
+        _LOGGER.info("deadline step fired", extra={"instruction_id": i.id, "notify": notify,
+                                                   "deadlines": [f"{o.deadline.stage}/{o.deadline.milestone}"
+                                                                 for o in overdue]})
+        return len(firing)
 
-    async def _late(self, i: Instruction, deadline: Deadline) -> _Late:
+    async def _overdue(self, i: Instruction, deadline: Deadline, now: float) -> _Overdue:
         people = self._planner().directory.people
         stage = [a for a in await self._storage.assignments(i.id) if a.active and a.stage == deadline.stage]
         if deadline.milestone == "ack":
             stage = [a for a in stage if a.acked_at is None]
         names = "、".join(f"{a.role_label}〈{people[a.userid].name if a.userid in people else a.userid}〉"
                          for a in stage)
-        return _Late([a.userid for a in stage], names or "承办人")
+        key = (deadline.stage, deadline.milestone)
+        return _Overdue(deadline, [a.userid for a in stage], names or "承办人", OVERDUE_LABELS[key],
+                        MILESTONE_LABELS[key], max(0.0, now - deadline.due_at), max(0.0, deadline.due_at - now))
 
-    def _messages(self, i: Instruction, deadline: Deadline, timer: Timer, late: _Late,
-                  now: float) -> tuple[list[OutboxMessage], list[str]]:
+    def _messages(self, i: Instruction, notify: str, overdue: list[_Overdue], now: float) -> list[OutboxMessage]:
         planner = self._planner()
         directory = planner.directory
         priority = RISK_PRIORITY[i.risk_level]
-        what = OVERDUE_LABELS[(deadline.stage, deadline.milestone)]
-        context = {"i": i, "what": what, "todo": MILESTONE_LABELS[(deadline.stage, deadline.milestone)],
-                   "milestone": deadline.milestone, "late": late.names, "due_at": deadline.due_at,
-                   "late_by": max(0.0, now - deadline.due_at), "left": max(0.0, deadline.due_at - now)}
         messages: list[OutboxMessage] = []
 
-        def personal(userid: str, macro: str, **extra: object) -> None:
-            content = self._renderer.macro(_TEMPLATE, macro, **context, **extra)
+        def personal(userid: str, macro: str, **context: object) -> None:
+            content = self._renderer.macro(_TEMPLATE, macro, i=i, **context)
             messages.append(planner.personal_markdown(userid, content, "escalation", priority))
 
-        def group(code: str | None, macro: str, **extra: object) -> None:
+        def group(code: str | None, macro: str, **context: object) -> None:
             target = directory.group(code)
             if target is not None:
-                content = self._renderer.macro(_TEMPLATE, macro, **context, **extra)
+                content = self._renderer.macro(_TEMPLATE, macro, i=i, items=overdue, **context)
                 messages.append(planner.group_markdown(target, content, "escalation", priority))
 
         station_group = planner.station_group(i)
         station_code = station_group.code if station_group else None
-        if timer.notify in ("remind", "assignee"):
-            for userid in late.userids:
-                personal(userid, "reminder" if timer.notify == "remind" else "overdue")
-        elif timer.notify in ("duty_officer", "station_leader"):
-            boss = self._on_duty(i, timer.notify, now)
-            if boss is not None and boss.userid not in late.userids:  # the late one was told at step 1
-                personal(boss.userid, "escalated_personal", step=timer.notify)
-            group(station_code, "escalated_group", step=timer.notify, boss=boss)
-        elif timer.notify == "center":
+        if notify in ("remind", "assignee"):
+            for item in overdue:
+                for userid in item.userids:
+                    personal(userid, "reminder" if notify == "remind" else "overdue", item=item)
+        elif notify in ("duty_officer", "station_leader"):
+            boss = self._on_duty(i, notify, now)
+            others = [o for o in overdue if boss is None or boss.userid not in o.userids]
+            if boss is not None and others:  # about what others are late on; his own he heard at step 1
+                personal(boss.userid, "escalated_personal", items=others)
+            group(station_code, "escalated_group", step=notify, boss=boss)
+        elif notify == "center":
             group(directory.fallback_group, "escalated_center", station=directory.stations.get(i.routed_station or ""))
             if station_code != directory.fallback_group:
                 group(station_code, "escalated_group", step="center", boss=None)
-        return messages, [m.label for m in messages]
+        return messages
 
     def _on_duty(self, i: Instruction, step: str, now: float) -> Person | None:
         planner = self._planner()
@@ -184,6 +209,14 @@ class Escalations:
                     _LOGGER.warning("duty roster gap", extra={"station": code, "gap": gap.key})
                     warned += 1
         return warned
+
+
+def _same_step(timers: list[Timer]) -> list[list[Timer]]:
+    """Timers of one instruction's step that fall due together (its phone and visit sign-for, say)."""
+    steps: dict[tuple[int, str, float], list[Timer]] = {}
+    for timer in timers:
+        steps.setdefault((timer.instruction_id, timer.notify, timer.fire_at), []).append(timer)
+    return list(steps.values())
 
 
 def _waits_for_earlier(deadline: Deadline, deadlines: list[Deadline]) -> bool:

@@ -398,25 +398,27 @@ class SQLiteStorage(AwarenessSQLite):
         )
         return [Timer(*r) for r in rows]
 
-    async def fire_timer(self, timer: Timer, state: str, events: Sequence[AuditEvent],
-                         messages: Sequence[OutboxMessage], now: float) -> bool:
-        """Take a timer out of 'pending' exactly once, with what it sends, in one transaction.
+    async def fire_timers(self, timers: Sequence[Timer], state: str, events: Sequence[AuditEvent],
+                          messages: Sequence[OutboxMessage], now: float) -> bool:
+        """Take timers out of 'pending' exactly once, all together, with what they send, in one transaction.
 
-        False if its deadline was settled (or the timer taken) meanwhile: nothing is written then.
+        False (nothing sent) if any was taken meanwhile or its deadline settled; those are cancelled.
         """
+        ids = [t.id for t in timers]
         async with self._transaction() as db:
-            row = await (await db.execute(
-                "SELECT d.state FROM timers t JOIN deadlines d ON d.id = t.deadline_id"
-                " WHERE t.id = ? AND t.state = 'pending'", (timer.id,),
-            )).fetchone()
-            if row is None:
+            rows = await db.execute_fetchall(
+                "SELECT t.id, t.state, d.state FROM timers t JOIN deadlines d ON d.id = t.deadline_id"
+                f" WHERE t.id IN ({', '.join('?' * len(ids))})", ids,
+            )
+            settled = [r[0] for r in rows if r[1] == "pending" and r[2] != "open"]
+            await db.executemany("UPDATE timers SET state = 'cancelled' WHERE id = ?", [(t,) for t in settled])
+            if len(rows) != len(ids) or any(r[1] != "pending" or r[2] != "open" for r in rows):
                 return False
-            if row[0] != "open":
-                await db.execute("UPDATE timers SET state = 'cancelled' WHERE id = ?", (timer.id,))
-                return False
-            await db.execute("UPDATE timers SET state = ?, fired_at = ? WHERE id = ?", (state, now, timer.id))
-            await self._insert_events(db, timer.instruction_id, events, now)
-            await self._insert_outbox(db, timer.instruction_id, messages, now)
+            await db.executemany("UPDATE timers SET state = ?, fired_at = ? WHERE id = ?",
+                                 [(state, now, t) for t in ids])
+            instruction_id = timers[0].instruction_id
+            await self._insert_events(db, instruction_id, events, now)
+            await self._insert_outbox(db, instruction_id, messages, now)
             return True
 
     # -- duty rosters ----------------------------------------------------------------------

@@ -68,27 +68,32 @@ async def test_high_risk_ladder_climbs_step_by_step_and_each_step_fires_once(bot
     assert "你未签收上门任务" in overdue[0]
 
     _at(sim, 8 * MINUTE + 1, start)  # step 2: the officer on duty, and the station group
-    group = await _wait_texts(sim_client, "【超时督办】", 2, chatid="dmstation")
-    assert "网格员〈刘红〉未签收上门任务" in "".join(group) and "值班民警〈王强〉未签收" in "".join(group)
-    assert all("已提醒值班民警〈王强〉" in g for g in group)
-    assert all("唐小明" not in g and "13812348000" not in g for g in group)  # groups never show personal data
+    # Both sign-for deadlines fell due together: one message names everyone late and how late.
+    (group,) = await _wait_texts(sim_client, "【超时督办】", 1, chatid="dmstation")
+    assert "网格员〈刘红〉未签收上门任务，已超时" in group and "值班民警〈王强〉未签收，已超时" in group
+    assert "已提醒值班民警〈王强〉" in group
+    assert "唐小明" not in group and "13812348000" not in group  # groups never show personal data
+    # 王强 hears personally about 刘红; about himself he was told at step 1.
+    (boss,) = await _wait_texts(sim_client, "【督办】", 1, user="wangqiang")
+    assert "网格员〈刘红〉" in boss and "值班民警〈王强〉" not in boss
 
     _at(sim, 13 * MINUTE + 1, start)  # step 3: the station leader
-    await _wait_texts(sim_client, "已报所领导〈陈龙〉", 2, chatid="dmstation")
-    assert len(await _wait_texts(sim_client, "【督办】", 2, user="chenlong")) == 2
+    await _wait_texts(sim_client, "已报所领导〈陈龙〉", 1, chatid="dmstation")
+    (leader,) = await _wait_texts(sim_client, "【督办】", 1, user="chenlong")
+    assert "网格员〈刘红〉" in leader and "值班民警〈王强〉" in leader
 
     _at(sim, 20 * MINUTE + 1, start)  # step 4: the center's command group
-    center = await _wait_texts(sim_client, "【超时上报】", 2, chatid="centercmd")
-    assert "东门派出所" in center[0]
-    await _wait_texts(sim_client, "已上报反诈中心", 2, chatid="dmstation")
+    (center,) = await _wait_texts(sim_client, "【超时上报】", 1, chatid="centercmd")
+    assert "东门派出所" in center and "已超时 <font color=\"warning\">15分" in center
+    await _wait_texts(sim_client, "已上报反诈中心", 1, chatid="dmstation")
 
     # A few more sweeps: nothing fires twice.
     sweeps = services(bot).escalations
     await sweeps.sweep()
     assert len(await _texts(sim_client, "【提醒】", user="liuhong")) == 1
     assert len(await _texts(sim_client, "【超时】", user="liuhong")) == 1
-    assert len(await _texts(sim_client, "【超时督办】", chatid="dmstation")) == 6
-    assert len(await _texts(sim_client, "【超时上报】", chatid="centercmd")) == 2
+    assert len(await _texts(sim_client, "【超时督办】", chatid="dmstation")) == 3
+    assert len(await _texts(sim_client, "【超时上报】", chatid="centercmd")) == 1
 
     detail = await instruction_detail(bot, number)
     ack = next(d for d in detail["deadlines"] if (d["stage"], d["milestone"]) == ("visit", "ack"))
@@ -109,7 +114,7 @@ async def test_late_sign_for_is_accepted_recorded_as_late_and_stops_that_ladder(
     number = await _submit(bot)
     start = sim.clock.now() - 0.5
     _at(sim, 9 * MINUTE + 1, start)  # past the sign-for deadline and the first two steps
-    await _wait_texts(sim_client, "【超时督办】", 2, chatid="dmstation")
+    await _wait_texts(sim_client, "【超时督办】", 1, chatid="dmstation")
 
     reply = await sim.send_text("liuhong", f"签收 {number}")
     assert reply["status"] == 200
@@ -220,22 +225,22 @@ async def test_deadlines_survive_a_restart_and_overdue_steps_fire_exactly_once(
     number = await _submit(first)
     start = sim.clock.now() - 0.5
     _at(sim, 8 * MINUTE + 1, start)  # reminder, step 1 and step 2 fire while the bot runs
-    await _wait_texts(sim_client, "【超时督办】", 2, chatid="dmstation")
+    await _wait_texts(sim_client, "【超时督办】", 1, chatid="dmstation")
     await first.close()  # the bot stops in the middle of the ladder ...
 
     _at(sim, 25 * MINUTE, start)  # ... and is down while steps 3 and 4 fall due
     assert await _texts(sim_client, "【超时上报】", chatid="centercmd") == []
     second = await aiohttp_client(create_app(fast_settings, clock=sim.clock.now))
     sim.config.callback_url = str(second.make_url("/wecom/callback"))
-    await _wait_texts(sim_client, "【超时上报】", 2, chatid="centercmd")
-    await _wait_texts(sim_client, "已报所领导", 2, chatid="dmstation")
+    await _wait_texts(sim_client, "【超时上报】", 1, chatid="centercmd")
+    await _wait_texts(sim_client, "已报所领导", 1, chatid="dmstation")
     await services(second).escalations.sweep()
 
     assert len(await _texts(sim_client, "【提醒】", user="liuhong")) == 1
     assert len(await _texts(sim_client, "【超时】", user="liuhong")) == 1
-    assert len(await _texts(sim_client, "已提醒值班民警", chatid="dmstation")) == 2
-    assert len(await _texts(sim_client, "已报所领导", chatid="dmstation")) == 2
-    assert len(await _texts(sim_client, "【超时上报】", chatid="centercmd")) == 2
+    assert len(await _texts(sim_client, "已提醒值班民警", chatid="dmstation")) == 1
+    assert len(await _texts(sim_client, "已报所领导", chatid="dmstation")) == 1
+    assert len(await _texts(sim_client, "【超时上报】", chatid="centercmd")) == 1
     detail = await wait_detail(second, number, lambda d: d["state"] == "dispatched")
     fired = [e for e in detail["escalations"] if e["milestone"] == "ack" and e["state"] == "fired"]
     assert len(fired) == 10  # five steps for each of the two sign-for deadlines, once each
