@@ -112,7 +112,7 @@ class Actions:
         )
         if not await self._write(write):
             return await self.ack(userid, instruction_id, channel)  # moved meanwhile: decide again
-        if i.state in UNSIGNED_STATES or task.mine is None or i.acked_by is None:
+        if to_state != i.state or task.mine is None or i.acked_by is None:
             reply = self._renderer.macro(_REPLIES, "acked", i=i, elapsed=elapsed, stage=task.stage)
         else:
             first = self._planner().directory.people.get(i.acked_by)

@@ -190,8 +190,11 @@ async def test_two_stage_playbook_failed_phone_call_sends_the_grid_worker(bot, s
     # The visit has its own deadlines: 30 minutes to sign, from when it was ordered.
     sim.clock.advance(20 * MINUTE + 1)
     assert "内签收上门任务" in (await _wait_texts(sim_client, "【提醒】", 1, user="liuhong"))[0]
-    await sim.send_text("liuhong", f"签收 {number}")
+    signed = await sim.send_text("liuhong", f"签收 {number}")
+    assert f"已签收 #{number} 上门任务" in signed["reply"] and "请立即上门见到唐小明" in signed["reply"]
     await wait_state(bot, number, "visiting")
+    notice = (await _wait_texts(sim_client, "上门任务", 1, chatid="dmstation"))[-1]
+    assert f"网格员〈刘红〉已签收 #{number} 上门任务" in notice
     await sim.send_text("liuhong", f"反馈 {number} 上门 劝阻成功 挽损2万")
     detail = await wait_state(bot, number, "resolved")
     assert detail["outcome"]["method"] == "上门" and detail["outcome"]["loss_avoided"] == 20000
