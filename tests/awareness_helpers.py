@@ -40,12 +40,12 @@ async def run_now(bot, name: str) -> int:
     return body["run"]["id"]
 
 
-async def wait_run(bot, name: str, run_id: int, predicate, within: float = 5.0) -> dict[str, Any]:
+async def wait_run(bot, name: str, run_id: int, predicate, within: float = 15.0) -> dict[str, Any]:
     """Poll a run's delivery log until predicate(body) holds."""
     return await eventually(lambda: run_log(bot, name, run_id), predicate, within, f"run {run_id} of {name}")
 
 
-async def wait_runs(bot, name: str, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+async def wait_runs(bot, name: str, count: int, within: float = 15.0) -> list[dict[str, Any]]:
     body = await eventually(lambda: campaign(bot, name), lambda b: len(b["runs"]) >= count, within,
                             f"{count} runs of {name}")
     return list(reversed(body["runs"]))

@@ -45,7 +45,7 @@ async def sim_messages(sim_client, **filters: str) -> list[dict[str, Any]]:
     return (await resp.json())["messages"]
 
 
-async def eventually(fetch, predicate, within: float = 5.0, what: str = "condition"):
+async def eventually(fetch, predicate, within: float = 15.0, what: str = "condition"):
     """Await fetch() until predicate(result) holds, returning the result; fail after `within` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -58,7 +58,7 @@ async def eventually(fetch, predicate, within: float = 5.0, what: str = "conditi
         await asyncio.sleep(0.01)
 
 
-async def wait_for_messages(sim_client, count: int, within: float = 5.0, **filters: str) -> list[dict[str, Any]]:
+async def wait_for_messages(sim_client, count: int, within: float = 15.0, **filters: str) -> list[dict[str, Any]]:
     """Wait until the simulator has recorded at least count messages matching filters."""
     return await eventually(lambda: sim_messages(sim_client, **filters), lambda m: len(m) >= count, within,
                             f"{count} messages for {filters}")
@@ -68,12 +68,12 @@ async def instruction_detail(bot, number: int) -> dict[str, Any]:
     return await (await bot.get(f"/api/v1/instructions/{number}", headers=AUTH)).json()
 
 
-async def wait_detail(bot, number: int, predicate, within: float = 5.0) -> dict[str, Any]:
+async def wait_detail(bot, number: int, predicate, within: float = 15.0) -> dict[str, Any]:
     """Poll GET /api/v1/instructions/{number} until predicate(detail) holds."""
     return await eventually(lambda: instruction_detail(bot, number), predicate, within, f"instruction {number}")
 
 
-async def wait_state(bot, number: int, state: str, within: float = 5.0) -> dict[str, Any]:
+async def wait_state(bot, number: int, state: str, within: float = 15.0) -> dict[str, Any]:
     return await wait_detail(bot, number, lambda d: d.get("state") == state, within)
 
 
