@@ -9,8 +9,8 @@ simulator's) and let the sweep find what became due.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
