@@ -398,7 +398,7 @@ class SQLiteStorage:
     async def due_outbox(self, now: float, limit: int) -> list[OutboxRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY priority, next_attempt_at, id LIMIT ?",
+            " ORDER BY priority, id LIMIT ?",
             (now, limit),
         )
         return [_outbox_row(r) for r in rows]
