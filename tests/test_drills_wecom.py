@@ -1,0 +1,147 @@
+"""WeCom outage and limit drills: minutes of refused connections, 5xx or errcode -1; rate-limit errcodes,
+silent per-member drops and early token revocation. Minutes pass on the simulator's clock, which the bot
+shares, so the drills take seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from bot.app import create_app
+from tests.conftest import services
+from tests.helpers import AUTH, eventually, instruction, instruction_detail, sim_messages, wait_for_messages
+
+
+class Outage:
+    """A TCP relay between the bot and the simulator that can refuse connections like a dead host."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self._upstream = upstream_port
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        """Close the port (connections are refused) and cut every open connection."""
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+        for task in self._pipes:
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._pipes.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            self._pipes.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        with contextlib.suppress(OSError):
+            writer.close()
+
+
+RISKS = ["low", "high", "medium", "high", "low", "medium", "high", "low", "medium", "high"]
+
+
+async def _outage_drill(aiohttp_client, sim, sim_server, sim_client, make_settings, kind: str) -> dict:
+    outage = Outage(sim_server.port)
+    await outage.up()
+    settings = make_settings(f"http://127.0.0.1:{outage.port}", delivery={"concurrency": 1})
+    bot = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    worker = services(bot).worker
+    if kind == "refused":
+        await outage.down()
+    elif kind == "http_503":
+        sim.add_fault("*", http_status=503, times=10**6)
+    else:
+        sim.add_fault("*", errcode=-1, times=10**6)
+
+    numbers = []
+    for risk in RISKS:  # one at a time, so that age order is the order of the list
+        resp = await bot.post("/api/v1/instructions", json=instruction(risk_level=risk), headers=AUTH)
+        assert resp.status == 202
+        numbers.append((await resp.json())["id"])
+    await eventually(lambda: asyncio.sleep(0, worker.outage_since), lambda since: since is not None,
+                     what="the worker to see the outage")
+    for _ in range(36):  # three minutes of outage, five seconds at a time
+        sim.clock.advance(5)
+        worker.wake()
+        await asyncio.sleep(0.02)
+    failed = [n for n in numbers if (await instruction_detail(bot, n))["delivery_failed"]]
+    assert failed == []  # an outage is not the messages' fault: none is given up on
+
+    if kind == "refused":
+        await outage.up()
+    sim.clear_faults()
+    sim.clock.advance(15)
+    worker.wake()
+    await wait_for_messages(sim_client, 3 * len(numbers) + 1, within=15)
+    assert worker.outage_since is None
+    messages = await sim_messages(sim_client)
+    notices = [m for m in messages if m.get("chatid") == "centercmd"]
+    cards = [m for m in messages if m["api"] == "message/send"]
+    order = []
+    for m in cards:
+        number = int(m["task_id"].split("-")[1])
+        if number not in order:
+            order.append(number)
+    await outage.down()
+    return {"numbers": numbers, "notices": notices, "order": order, "messages": messages}
+
+
+@pytest.mark.parametrize("kind", ["refused", "http_503", "errcode_-1"])
+async def test_minutes_of_wecom_outage_lose_nothing_and_are_announced_once(
+    kind, aiohttp_client, sim, sim_server, sim_client, make_settings
+):
+    result = await _outage_drill(aiohttp_client, sim, sim_server, sim_client, make_settings, kind)
+    numbers = result["numbers"]
+    # Every instruction reached its station chat and both cards, once.
+    for n in numbers:
+        shown = [m for m in result["messages"] if f"#{n}\n" in str((m["body"].get("markdown") or {}).get("content"))
+                 or (m.get("task_id") or "").split("-")[1:2] == [str(n)]]
+        assert len([m for m in shown if not m["duplicate"]]) == 3, (n, shown)
+    # The backlog went out most urgent first, then oldest: high, high, …, medium, …, low.
+    rank = {"high": 0, "medium": 1, "low": 2}
+    expected = sorted(numbers, key=lambda n: (rank[RISKS[numbers.index(n)]], n))
+    assert result["order"] == expected
+    # The center's group learned of the outage once, not once per message, and saw no failure report.
+    (notice,) = result["notices"]
+    content = notice["body"]["markdown"]["content"]
+    assert "企业微信中断已恢复" in content and "30 条" in content and "推送失败" not in content
+
+
+async def test_a_short_blip_is_retried_without_a_notice(bot, sim, sim_client):
+    sim.add_fault("*", http_status=502, times=4)
+    resp = await bot.post("/api/v1/instructions", json=instruction(), headers=AUTH)
+    number = (await resp.json())["id"]
+    await eventually(lambda: instruction_detail(bot, number), lambda d: d["state"] == "dispatched")
+    assert [m for m in await sim_messages(sim_client) if m.get("chatid") == "centercmd"] == []
+
+
+async def test_one_message_failing_while_wecom_works_is_still_given_up_on(bot, sim, sim_client):
+    sim.add_fault("appchat/send", errcode=-1, times=4)  # the station notice only; the cards go through
+    resp = await bot.post("/api/v1/instructions", json=instruction(jurisdiction={"station": "DM"}), headers=AUTH)
+    number = (await resp.json())["id"]
+    detail = await eventually(lambda: instruction_detail(bot, number), lambda d: d["delivery_failed"])
+    notice = next(d for d in detail["deliveries"] if d["purpose"] == "station_notice")
+    assert notice["state"] == "failed" and notice["attempts"] == 4
