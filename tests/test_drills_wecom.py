@@ -145,3 +145,63 @@ async def test_one_message_failing_while_wecom_works_is_still_given_up_on(bot, s
     detail = await eventually(lambda: instruction_detail(bot, number), lambda d: d["delivery_failed"])
     notice = next(d for d in detail["deliveries"] if d["purpose"] == "station_notice")
     assert notice["state"] == "failed" and notice["attempts"] == 4
+
+
+# -- limits ------------------------------------------------------------------------------------------
+
+
+async def test_rate_limit_errcodes_for_longer_than_max_attempts_lose_nothing(bot, sim, sim_client):
+    # 45009 on every API, more times than max_attempts (4), then 45033 (concurrency) as often.
+    sim.add_fault("*", errcode=45009, times=6)
+    sim.add_fault("*", errcode=45033, times=6)
+    numbers = []
+    for _ in range(3):
+        resp = await bot.post("/api/v1/instructions", json=instruction(), headers=AUTH)
+        numbers.append((await resp.json())["id"])
+    worker = services(bot).worker
+    for _ in range(12):  # each 45009 waits for its minute window
+        await asyncio.sleep(0.05)
+        sim.clock.advance(61)
+        worker.wake()
+    await wait_for_messages(sim_client, 9, within=10)
+    for n in numbers:
+        detail = await instruction_detail(bot, n)
+        assert detail["state"] == "dispatched" and not detail["delivery_failed"]
+    stats = await (await sim_client.get("/_sim/stats")).json()
+    assert stats["errors"]["45009"] == 6 and stats["errors"]["45033"] == 6
+
+
+async def test_silent_per_member_drops_never_happen_across_a_restart(
+    aiohttp_client, sim, sim_server, sim_client, make_settings
+):
+    # 45 cards for one grid worker in a burst: WeCom would drop the 31st onwards silently within a minute.
+    settings = make_settings(str(sim_server.make_url("")).rstrip("/"))
+    first = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    resp = await first.post("/api/v1/instructions", json=[instruction(risk_level="low") for _ in range(45)],
+                            headers=AUTH)
+    assert (await resp.json())["accepted"] == 45
+    await wait_for_messages(sim_client, 30, user="liuhong", api="message/send")
+    await first.close()  # a restart in the middle of the minute: the windows are rebuilt from the database
+    second = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    await asyncio.sleep(0.2)
+    assert len(await sim_messages(sim_client, user="liuhong", api="message/send")) == 30
+    sim.clock.advance(61)
+    services(second).worker.wake()
+    got = await wait_for_messages(sim_client, 45, user="liuhong", api="message/send")
+    assert len(got) == 45
+    assert [m for m in await sim_messages(sim_client) if m["dropped_for"]] == []
+
+
+async def test_token_revoked_during_a_burst_is_replaced_at_once(bot, sim, sim_client):
+    resp = await bot.post("/api/v1/instructions", json=[instruction() for _ in range(5)], headers=AUTH)
+    assert (await resp.json())["accepted"] == 5
+    await wait_for_messages(sim_client, 15)
+    sim.revoke_tokens()  # WeCom invalidates the token early, long before its 7200 s
+    batch = [instruction(jurisdiction={"station": "LH", "grid": "LH-01"}) for _ in range(5)]
+    resp = await bot.post("/api/v1/instructions", json=batch, headers=AUTH)
+    assert (await resp.json())["accepted"] == 5
+    await wait_for_messages(sim_client, 25, within=10)  # robot notices need no token; cards do
+    stats = await (await sim_client.get("/_sim/stats")).json()
+    assert stats["calls"]["gettoken"] == 2  # one refresh shared by every call that saw 40014
+    assert stats["errors"]["40014"] >= 1
+    await eventually(services(bot).storage.outbox_counts, lambda c: c == {"sent": 30}, what="all 30 recorded sent")
