@@ -45,6 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     check = directory_sub.add_parser("check", help="validate a directory TOML file and summarise it")
     check.add_argument("path")
 
+    backup = sub.add_parser("backup", help="copy the database while the bot runs, or restore a copy",
+                            description="Consistent online copy of the SQLite database (SQLite's backup API), "
+                                        "checked with integrity_check; --restore writes a copy back (bot stopped).")
+    backup.add_argument("--config", required=True, help="path to the TOML config (its [database] path is used)")
+    backup.add_argument("--restore", action="store_true", help="restore PATH into the configured database")
+    backup.add_argument("path", help="the backup file to write (must not exist), or with --restore to read")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -58,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             return _simulator(args)
         if args.command == "directory":
             return _directory_check(args.path)
+        if args.command == "backup":
+            from bot.backup import run_backup_command
+
+            return run_backup_command(load_settings(args.config), args.path, args.restore)
     except (ConfigError, DirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
