@@ -25,7 +25,7 @@ async def submit(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > limit:
         return json_error(413, f"请求体过大（上限 {limit} 字节）")
     try:
-        payload = await request.json(loads=json.loads)
+        payload = await request.json(loads=strict_json)
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, f"请求体过大（上限 {limit} 字节）")
     except (ValueError, UnicodeDecodeError):
@@ -48,6 +48,17 @@ async def submit(request: web.Request) -> web.Response:
 
     (outcome,) = await services.intake.submit([payload])
     return json_response(outcome.body, outcome.status)
+
+
+def strict_json(text: str) -> Any:
+    """JSON as RFC 8259 has it: no NaN or Infinity, and no lone surrogate (it cannot be stored as UTF-8)."""
+    value = json.loads(text, parse_constant=_refuse_constant)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError: a 400
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 @routes.get("/api/v1/instructions/{id}")
