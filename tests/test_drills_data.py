@@ -37,21 +37,23 @@ async def test_backup_while_the_bot_writes_is_consistent_and_the_bot_starts_on_t
     storage = services(bot).storage
     accepted: list[int] = []
     stop = asyncio.Event()
+    reached: dict[int, asyncio.Event] = {20: asyncio.Event()}
 
     async def writer() -> None:
         while not stop.is_set():
             resp = await bot.post("/api/v1/instructions", json=instruction(), headers=AUTH)
             assert resp.status == 202
             accepted.append((await resp.json())["id"])
+            for count, event in reached.items():
+                if len(accepted) >= count:
+                    event.set()
 
     task = asyncio.create_task(writer())
-    while len(accepted) < 20:
-        await asyncio.sleep(0.01)
+    await reached[20].wait()
     copy = tmp_path / "backups" / "quanzu-copy.sqlite3"
     info = await asyncio.to_thread(backup, storage.path, copy)  # while the writer keeps committing
-    during = len(accepted)
-    while len(accepted) < during + 10:
-        await asyncio.sleep(0.01)
+    reached[len(accepted) + 10] = after = asyncio.Event()
+    await after.wait()
     stop.set()
     await task
 

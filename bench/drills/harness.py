@@ -225,12 +225,12 @@ async def wait_http(url: str, within: float = 30.0, process: asyncio.subprocess.
 
 
 async def post_instruction(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
-                           timeout: float = 10.0) -> tuple[int | None, dict[str, Any]]:
+                           wait_s: float = 10.0) -> tuple[int | None, dict[str, Any]]:
     """POST one instruction; (status, json) or (None, {}) when no answer came (refused, reset, timed out)."""
     try:
         async with session.post(f"{url}/api/v1/instructions", json=body,
                                 headers={"Authorization": f"Bearer {API_TOKEN}"},
-                                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                                timeout=aiohttp.ClientTimeout(total=wait_s)) as resp:
             return resp.status, await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None, {}
