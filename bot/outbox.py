@@ -33,8 +33,8 @@ from bot.outage import NOTICE_AFTER, Breaker, Recovery, is_outage_failure
 from bot.ratelimit import SendLimiter
 from bot.render import Renderer
 from bot.wecom import WeComClient, WeComError, WeComRejected, WeComRetryable, WeComTokenError
-from bot.wecom.errors import WeComRateLimited
 from bot.wecom.client import invalid_users
+from bot.wecom.errors import WeComRateLimited
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)
