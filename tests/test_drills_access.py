@@ -201,3 +201,16 @@ async def _new_failing(bot) -> None:
         return detail["delivery_failed"]
 
     await eventually(failed, bool, what="a failed delivery")
+
+
+def test_staff_notes_are_redacted_for_group_chats():
+    from bot.masking import redact
+    from bot.models import Target
+
+    target = Target("唐小明", "13812348000", "500101195901011234", "东门社区", 67)
+    note = "唐小明（13812348000，500101195901011234）已醒悟；其子唐大明 13900001111 在场，身份证 11010519491231002X"
+    shown = redact(note, target)
+    for value in ("唐小明", "13812348000", "500101195901011234", "13900001111", "11010519491231002X"):
+        assert value not in shown
+    assert "唐某" in shown and "138****8000" in shown and "139****1111" in shown and "挽损" not in shown
+    assert redact("挽损10万 老人已醒悟", target) == "挽损10万 老人已醒悟"

@@ -23,3 +23,4 @@ async def test_sigkill_during_a_burst_loses_nothing_and_shows_no_card_twice(tmp_
     assert result["duplicate_chat_displays"] <= 2 * _DELIVERY_CONCURRENCY
     assert result["outbox_states"] == {"sent": 1200}
     assert result["journal_mode"] == "wal"
+    assert result["log_lines"] > 1000 and result["log_lines_with_secrets_or_personal_data"] == 0

@@ -6,65 +6,19 @@ shares, so the drills take seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
+from bench.drills.harness import Relay
 from bot.app import create_app
 from tests.conftest import services
 from tests.helpers import AUTH, eventually, instruction, instruction_detail, sim_messages, wait_for_messages
-
-
-class Outage:
-    """A TCP relay between the bot and the simulator that can refuse connections like a dead host."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self._upstream = upstream_port
-        self._server: asyncio.Server | None = None
-        self._pipes: set[asyncio.Task[None]] = set()
-        self.port = 0
-
-    async def up(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def down(self) -> None:
-        """Close the port (connections are refused) and cut every open connection."""
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        for task in self._pipes:
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._pipes.add(task)
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-            self._pipes.discard(task)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        with contextlib.suppress(OSError):
-            writer.close()
-
 
 RISKS = ["low", "high", "medium", "high", "low", "medium", "high", "low", "medium", "high"]
 
 
 async def _outage_drill(aiohttp_client, sim, sim_server, sim_client, make_settings, kind: str) -> dict:
-    outage = Outage(sim_server.port)
+    outage = Relay(sim_server.port)
     await outage.up()
     settings = make_settings(f"http://127.0.0.1:{outage.port}", delivery={"concurrency": 1})
     bot = await aiohttp_client(create_app(settings, clock=sim.clock.now))

@@ -28,6 +28,7 @@ from bench.drills.harness import (
     database_consistency,
     drill_instruction,
     expected_keys,
+    log_leaks,
     post_instruction,
     tally,
     write_result,
@@ -90,6 +91,7 @@ async def run_crash(count: int, kills: int, seed: int, work: Path, stations: int
     elapsed = time.monotonic() - started
 
     db = database_consistency(cluster.db_path)
+    leaks = log_leaks(cluster.log_path, ["演练对象", "13800138000"])
     t = tally(messages)
     accepted = [n for n, status in answers.items() if status == 202]
     lost, shown_twice_cards = [], 0
@@ -126,6 +128,8 @@ async def run_crash(count: int, kills: int, seed: int, work: Path, stations: int
         "outbox_states": outbox,
         "wecom_calls": stats.get("calls", {}),
         "journal_mode": db["journal_mode"],
+        "log_lines": len(cluster.log_path.read_text(encoding="utf-8", errors="replace").splitlines()),
+        "log_lines_with_secrets_or_personal_data": len(leaks),
         "elapsed_s": round(elapsed, 1),
     }
 

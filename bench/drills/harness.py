@@ -306,6 +306,61 @@ def database_consistency(db_path: Path) -> dict[str, Any]:
             "outbox_states": states, "journal_mode": journal}
 
 
+def log_leaks(log_path: Path, personal: list[str]) -> list[str]:
+    """Lines of the bot's log that carry a secret of the drill's config or the residents' personal data."""
+    secrets = [API_TOKEN, CORP_SECRET, AES_KEY, "DrillToken"]
+    if not log_path.exists():
+        return []
+    return [line for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if any(value in line for value in [*secrets, *personal])]
+
+
+class Relay:
+    """A TCP relay between the bot and the simulator that can refuse connections like a dead host."""
+
+    def __init__(self, upstream_port: int, port: int = 0) -> None:
+        self._upstream = upstream_port
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.Task[None]] = set()
+        self.port = port
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        """Close the port (connections are refused) and cut every open connection."""
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._pipes):
+            task.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._pipes.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._upstream)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            self._pipes.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        with contextlib.suppress(OSError):
+            writer.close()
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
