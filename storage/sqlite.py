@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -214,12 +214,17 @@ class SQLiteStorage:
     ) -> list[AcceptResult]:
         """Store new instructions with their outbox rows and audit events, durably, before returning."""
         request = _AcceptRequest(items, route, plan, now, asyncio.get_running_loop().create_future())
-        self._accepts.append(request)
+        return await self._grouped(self._accepts, request, self._commit_accepts)
+
+    async def _grouped(self, queue: list, request: Any, commit: Callable[[list], Awaitable[None]]) -> Any:
+        """Group commit: whoever gets the write lock first commits every request queued by then."""
+        queue.append(request)
         async with self._write_lock:
             if not request.future.done():
-                batch, self._accepts = self._accepts, []
-                # Shielded: a client hanging up must not abandon the other requests in this batch.
-                await asyncio.shield(self._commit_accepts(batch))
+                batch = queue[:]
+                queue.clear()
+                # Shielded: a caller that goes away must not abandon the other requests in this batch.
+                await asyncio.shield(commit(batch))
         return await request.future
 
     async def _commit_accepts(self, batch: list[_AcceptRequest]) -> None:
@@ -436,12 +441,7 @@ class SQLiteStorage:
         message go out again, and one commit for many keeps that window to about one fsync.
         """
         request = _SentRequest(row, now, msgid, response_code, note, asyncio.get_running_loop().create_future())
-        self._sent.append(request)
-        async with self._write_lock:
-            if not request.future.done():
-                batch, self._sent = self._sent, []
-                await asyncio.shield(self._commit_sent(batch))
-        return await request.future
+        return await self._grouped(self._sent, request, self._commit_sent)
 
     async def _commit_sent(self, batch: list[_SentRequest]) -> None:
         db = self._conn

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.drills.crash --instructions 5000 --kills 5 --seed 8
 
 The simulator runs as its own process and outlives every kill. Instructions that got no answer (the bot
-was dead or died mid-request) are sent again every 0.5 s until answered, as the center's platform would. Then the drill
+was dead or died mid-request) are sent again with backoff until answered, as the center's platform would. Then the drill
 checks, against the simulator's record of what WeCom displayed (after WeCom's duplicate check):
   - every instruction that got a 202 reached every target: the station chat and both personal cards;
   - how many times each was displayed, per channel (cards: must be once; group chats: see README);
@@ -63,11 +63,11 @@ async def run_crash(count: int, kills: int, seed: int, work: Path, stations: int
             body, targets[n] = drill_instruction(n, stations, grids)
             status, payload = await post_instruction(session, cluster.bot_url, body)
             answers[n] = status
-            # Like the center's platform: what got no answer is sent again until it is answered.
-            for _ in range(240):
+            # Like the center's platform: what got no answer is sent again, backing off, until it is answered.
+            for attempt in range(60):
                 if status in (200, 202):
                     break
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(min(0.25 * 2**attempt, 4.0) * (0.5 + rng.random()))
                 status, payload = await post_instruction(session, cluster.bot_url, body)
                 retry_answers[n] = status
             if status in (200, 202):

@@ -1,8 +1,8 @@
 """What the drills share: the WeCom simulator and the bot as real processes over loopback, and the accounting.
 
-`Cluster` starts `bot.py simulator` and `bot.py run` (like bench/pipeline.py) so that the simulator
-outlives a SIGKILL of the bot. `tally` reads the simulator's record of what WeCom displayed and counts,
-per instruction and target, how often each person or group saw it.
+`Cluster` starts `bot.py simulator` and `bot.py run` (like bench/pipeline.py, on its synthetic city) so
+that the simulator outlives a SIGKILL of the bot. `tally` reads the simulator's record of what WeCom
+displayed and counts, per instruction and target, how often each person or group saw it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from bench.pipeline import write_directory  # the benchmark's synthetic city: S000…, grids S000-000…
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "bench" / "results"
 AES_KEY = "QuanzuDemoEncodingAesKey0123456789abcdefgh0"
@@ -37,29 +39,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def write_directory(path: Path, stations: int, grids_per_station: int) -> None:
-    """A synthetic city: each station an app chat of leader + duty officer, each grid one worker."""
-    lines = ['[center]\nname = "演练市反诈中心"\nfallback_group = "center"\n',
-             '[[groups]]\ncode = "center"\nname = "中心指挥群"\nkind = "appchat"\nchatid = "center"\n'
-             'members = ["c1", "c2"]\n',
-             '[[people]]\nuserid = "c1"\nname = "中心值班"\nrole = "center"\n',
-             '[[people]]\nuserid = "c2"\nname = "中心领导"\nrole = "center"\n']
-    for s in range(stations):
-        st = station_code(s)
-        lines.append(f'[[groups]]\ncode = "g{st}"\nname = "{st}群"\nkind = "appchat"\nchatid = "chat{st}"\n'
-                     f'members = ["l{st}", "o{st}"]\n')
-        lines.append(f'[[stations]]\ncode = "{st}"\nname = "{st}派出所"\ngroup = "g{st}"\nleader = "l{st}"\n'
-                     f'duty_officer = "o{st}"\n')
-        lines.append(f'[[people]]\nuserid = "l{st}"\nname = "所长{st}"\nrole = "station_leader"\nstation = "{st}"\n')
-        lines.append(f'[[people]]\nuserid = "o{st}"\nname = "民警{st}"\nrole = "officer"\nstation = "{st}"\n')
-        for g in range(grids_per_station):
-            grid = grid_code(s, g)
-            lines.append(f'[[grids]]\ncode = "{grid}"\nname = "{grid}网格"\nstation = "{st}"\n')
-            lines.append(f'[[people]]\nuserid = "w{grid}"\nname = "网格员{grid}"\nrole = "grid_worker"\n'
-                         f'station = "{st}"\ngrid = "{grid}"\n')
-    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def station_code(s: int) -> str:
@@ -148,15 +127,24 @@ class Cluster:
             "--callback-url", f"{self.bot_url}/wecom/callback",
             cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await wait_http(f"{self.sim_url}/_sim/stats")
-        await self.start_bot()
+        for attempt in range(3):
+            try:
+                await self.start_bot()
+                return
+            except RuntimeError:
+                # The free port was taken by someone else meanwhile (loopback is shared): take another.
+                if attempt == 2 or "already in use" not in self.log_path.read_text(errors="replace"):
+                    raise
+                self.bot_port = free_port()
+                self.write_files()
 
     async def start_bot(self) -> None:
         with self.log_path.open("ab") as log:
             self.bot = await asyncio.create_subprocess_exec(
                 sys.executable, "bot.py", "run", "--config", str(self.config_path), cwd=ROOT,
                 stdout=asyncio.subprocess.DEVNULL, stderr=log)
-        self.bot_starts += 1
         await wait_http(f"{self.bot_url}/healthz", process=self.bot)
+        self.bot_starts += 1
 
     async def kill_bot(self) -> None:
         """SIGKILL: no shutdown handler runs, nothing is flushed."""
@@ -226,11 +214,14 @@ async def wait_http(url: str, within: float = 30.0, process: asyncio.subprocess.
 
 async def post_instruction(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
                            wait_s: float = 10.0) -> tuple[int | None, dict[str, Any]]:
-    """POST one instruction; (status, json) or (None, {}) when no answer came (refused, reset, timed out)."""
+    """POST one instruction; (status, json) or (None, {}) when no answer came (refused, reset, timed out).
+
+    The time out counts from the request leaving, not from waiting for a free connection of the pool.
+    """
     try:
         async with session.post(f"{url}/api/v1/instructions", json=body,
                                 headers={"Authorization": f"Bearer {API_TOKEN}"},
-                                timeout=aiohttp.ClientTimeout(total=wait_s)) as resp:
+                                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=wait_s)) as resp:
             return resp.status, await resp.json(content_type=None)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None, {}
