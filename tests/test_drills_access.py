@@ -147,6 +147,7 @@ async def test_group_chats_never_show_personal_data(bot, sim, sim_client):
                      lambda m: any("推送失败" in x["body"]["markdown"]["content"] for x in m), what="failure report")
     groups = [m for m in await sim_messages(sim_client) if m["api"] in ("appchat/send", "webhook/send")]
     assert len(groups) >= 8
+    print(f"access drill: {len(groups)} group messages scanned for personal data")
     for m in groups:
         content = m["body"]["markdown"]["content"]
         for value in PERSONAL:
@@ -183,6 +184,7 @@ async def test_logs_and_metrics_carry_no_personal_data_and_no_secrets(bot, sim, 
     lines = [formatter.format(r) for r in caplog.records
              if not r.name.startswith(("bot.simulator", "aiohttp.access"))]  # the bot's own lines
     assert any("refused" in line for line in lines) and any("token" in line for line in lines)
+    print(f"access drill: {len(lines)} log lines at DEBUG scanned for {len(PERSONAL) + len(secrets)} values")
     for line in lines:
         for value in [*PERSONAL, *secrets]:
             assert value not in line, (value, line)

@@ -51,12 +51,14 @@ async def test_backup_while_the_bot_writes_is_consistent_and_the_bot_starts_on_t
     task = asyncio.create_task(writer())
     await reached[20].wait()
     copy = tmp_path / "backups" / "quanzu-copy.sqlite3"
+    started_with = len(accepted)
     info = await asyncio.to_thread(backup, storage.path, copy)  # while the writer keeps committing
     reached[len(accepted) + 10] = after = asyncio.Event()
     await after.wait()
     stop.set()
     await task
 
+    print(f"data drill: backup began at {started_with} accepted; copy holds {info.instructions} of {len(accepted)}")
     assert not copy.with_name(copy.name + ".partial").exists()
     assert info.schema_version == max(n for n, _ in migrations())
     assert 20 <= info.instructions <= len(accepted)

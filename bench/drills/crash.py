@@ -30,6 +30,7 @@ from bench.drills.harness import (
     expected_keys,
     log_leaks,
     post_instruction,
+    record_window,
     tally,
     write_result,
 )
@@ -92,6 +93,7 @@ async def run_crash(count: int, kills: int, seed: int, work: Path, stations: int
 
     db = database_consistency(cluster.db_path)
     leaks = log_leaks(cluster.log_path, ["演练对象", "13800138000"])
+    window = record_window(cluster.log_path, messages)
     t = tally(messages)
     accepted = [n for n, status in answers.items() if status == 202]
     lost, shown_twice_cards = [], 0
@@ -123,6 +125,7 @@ async def run_crash(count: int, kills: int, seed: int, work: Path, stations: int
         "duplicate_card_displays": shown_twice_cards,
         "duplicate_chat_displays": t.duplicates("chat"),
         "card_calls_repeated_but_swallowed_by_wecom": t.resent("card") - shown_twice_cards,
+        "answered_to_recorded_ms": window,
         "silently_dropped_records": len(t.dropped),
         "other_messages": len(t.other),
         "outbox_states": outbox,

@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,34 @@ def database_consistency(db_path: Path) -> dict[str, Any]:
     partial = [r[1] for r in rows if (r[2], r[3], r[4]) != (1, 3, 2)]
     return {"instructions": len(rows), "numbers": {r[1]: r[0] for r in rows}, "partial": partial,
             "outbox_states": states, "journal_mode": journal}
+
+
+def record_window(log_path: Path, messages: list[dict[str, Any]]) -> dict[str, float]:
+    """How long after WeCom answered the bot's `delivered` log line came (written once the mark is committed).
+
+    A SIGKILL inside this window makes the message go out again: the window is what the duplicates measure.
+    """
+    answered: dict[tuple[int, str], float] = {}
+    for m in messages:
+        key = _message_key(m)
+        if key is not None:
+            answered[key] = m["at"]  # the last call, in case of a re-send
+    gaps = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if '"msg": "delivered"' not in line:
+            continue
+        entry = json.loads(line)
+        target = f"card:{entry['to']}" if entry["purpose"] == "assignee_card" else f"chat:chat{entry['to'][1:]}"
+        at = answered.get((entry.get("instruction_id"), target))
+        if at is not None:
+            logged = datetime.fromisoformat(entry["ts"]).timestamp()
+            gaps.append(max(0.0, logged - at) * 1000)
+    if not gaps:
+        return {}
+    gaps.sort()
+    return {"count": len(gaps), "p50_ms": round(gaps[len(gaps) // 2], 1),
+            "p90_ms": round(gaps[int(len(gaps) * 0.9)], 1), "p99_ms": round(gaps[int(len(gaps) * 0.99)], 1),
+            "max_ms": round(gaps[-1], 1)}
 
 
 def log_leaks(log_path: Path, personal: list[str]) -> list[str]:
