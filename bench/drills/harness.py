@@ -165,7 +165,11 @@ class Cluster:
                     await proc.wait()
 
     async def __aenter__(self) -> Cluster:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # a simulator started before the bot failed must not outlive the drill
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
