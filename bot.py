@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     campaign.add_argument("action", choices=["list", "preview", "run"])
     campaign.add_argument("name", nargs="?", help="the campaign (for preview and run)")
     campaign.add_argument("--config", required=True, help="path to the TOML config")
+    backup = sub.add_parser("backup", help="copy the database while the bot runs, or restore a copy",
+                            description="Consistent online copy of the SQLite database (SQLite's backup API), "
+                                        "checked with integrity_check; --restore writes a copy back (bot stopped).")
+    backup.add_argument("--config", required=True, help="path to the TOML config (its [database] path is used)")
+    backup.add_argument("--restore", action="store_true", help="restore PATH into the configured database")
+    backup.add_argument("path", help="the backup file to write (must not exist), or with --restore to read")
 
     args = parser.parse_args(argv)
     try:
@@ -82,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             from bot.awareness.cli import main as campaign_main
 
             return campaign_main(args.action, args.name, args.config)
+        if args.command == "backup":
+            from bot.backup import run_backup_command
+
+            return run_backup_command(load_settings(args.config), args.path, args.restore)
     except (ConfigError, DirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

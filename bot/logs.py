@@ -50,3 +50,5 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # APScheduler logs every run of the sweep at INFO; its warnings and errors still come through.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # aiosqlite logs every statement with its parameters at DEBUG: residents' names and phones, tokens.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLevelName(level)))

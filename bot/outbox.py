@@ -4,6 +4,11 @@ The database is the queue. An in-memory event only wakes the worker early; on st
 rows a previous process had claimed and rebuilds the rate-limit windows from the send history.
 Order: most urgent risk first, then oldest.
 
+An outage of WeCom (unreachable, 5xx, errcode -1) spends no attempts: the breaker in bot/outage.py holds
+the queue and probes with one message at a time; when WeCom answers again the backlog goes out in queue
+order and the center's group gets one notice for the whole outage. Rate-limit answers (45009, 45033)
+never make a message fail either: it waits for the window.
+
 Exactly-once: a row is claimed (state 'sending', committed) before its HTTP call and marked sent
 after. A crash in between leaves the row claimed; it is re-sent byte for byte, and for personal
 cards WeCom's duplicate check (and the card's unique task_id) keeps the person from seeing it twice.
@@ -20,14 +25,16 @@ from dataclasses import replace
 from typing import Any
 
 from bot.config import DeliverySettings
-from bot.directory import Directory
+from bot.directory import ChatGroup, Directory
 from bot.dispatch import DispatchPlanner
 from bot.metrics import Metrics
 from bot.models import RISK_LABELS, ActionWrite, AuditEvent, OutboxRow
+from bot.outage import NOTICE_AFTER, Breaker, Recovery, is_outage_failure
 from bot.ratelimit import SendLimiter
 from bot.render import Renderer
 from bot.wecom import WeComClient, WeComError, WeComRejected, WeComRetryable, WeComTokenError
 from bot.wecom.client import invalid_users
+from bot.wecom.errors import WeComRateLimited
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,11 +45,13 @@ _PURPOSE_LABELS = {
     "fallback_notice": "中心人工指派通知",
     "failure_notice": "推送失败通知",
     "awareness": "宣防推送",
+    "outage_notice": "企业微信中断通知",
 }
 # Failures of these are not reported row by row: a failure notice would report itself, and
 # awareness pushes are reported once per campaign run by bot/awareness.
-_NOT_REPORTED_PER_ROW = frozenset({"failure_notice", "awareness"})
+_NOT_REPORTED_PER_ROW = frozenset({"failure_notice", "outage_notice", "awareness"})
 _TASK_ID_EXISTS = 42014
+_CONCURRENCY_LIMIT = 45033
 
 
 class DeliveryWorker:
@@ -66,6 +75,12 @@ class DeliveryWorker:
         self._http_slots = asyncio.Semaphore(settings.concurrency)
         self._max_inflight = settings.concurrency * 4
         self._loop_task: asyncio.Task[None] | None = None
+        self._breaker = Breaker(settings.backoff_base, min(settings.backoff_max, 15.0))
+
+    @property
+    def outage_since(self) -> float | None:
+        """When WeCom stopped answering, while the worker holds the queue for it; None when it answers."""
+        return self._breaker.open_since
 
     async def start(self) -> None:
         released = await self._storage.release_claims()
@@ -108,6 +123,11 @@ class DeliveryWorker:
         if free <= 0:
             return False
         now = self._clock()
+        if self._breaker.is_open:
+            # WeCom is down: one message at a time probes it; the rest stay due, in order, in the database.
+            if self._inflight or not self._breaker.may_probe(now):
+                return False
+            free = 1
         rows = await self._storage.due_outbox(now, _FETCH)
         deferrals: list[tuple[int, float]] = []
         claims: list[OutboxRow] = []
@@ -134,7 +154,9 @@ class DeliveryWorker:
 
     async def _sleep(self) -> None:
         timeout = None
-        if len(self._inflight) < self._max_inflight:
+        if self._breaker.is_open:
+            timeout = max(0.0, self._breaker.next_probe_at - self._clock())
+        elif len(self._inflight) < self._max_inflight:
             next_due = await self._storage.next_due_at()
             if next_due is not None:
                 timeout = max(0.0, next_due - self._clock())
@@ -154,6 +176,10 @@ class DeliveryWorker:
         finally:
             # The call may have reached WeCom whatever its outcome: count it when it finished.
             self._limiter.settle(row.rate_keys, claimed_at, self._clock())
+        if error is None or not is_outage_failure(error):
+            recovery = self._breaker.answered(self._clock())  # WeCom answered, whatever it said
+            if recovery is not None:
+                await self._recovered(recovery)
         if error is None:
             await self._delivered(row, payload, note)
         else:
@@ -198,10 +224,20 @@ class DeliveryWorker:
         kind = type(err).__name__
         self._metrics.send_errors.labels(kind).inc()
         error = f"{kind} {err}"
+        if is_outage_failure(err):
+            if self._breaker.failure(row.id, now):
+                _LOGGER.error("WeCom unreachable; holding the queue and probing until it answers",
+                              extra={"since": self._breaker.open_since, "error": error})
+            if self._breaker.is_open:
+                # Not this message's fault: no attempt is held against it, and it stays due, in order.
+                await self._storage.mark_retry(row.id, now, error)
+                return
+        # A rate limit is not the message's fault either: it waits for the window, however often.
+        rate_limited = isinstance(err, WeComRateLimited) or err.errcode == _CONCURRENCY_LIMIT
         retryable = isinstance(err, WeComRetryable | WeComTokenError)
-        if retryable and row.attempts < self._settings.max_attempts:
+        if rate_limited or (retryable and row.attempts < self._settings.max_attempts):
             delay = getattr(err, "retry_after", None) or min(
-                self._settings.backoff_base * 2 ** (row.attempts - 1), self._settings.backoff_max
+                self._settings.backoff_base * 2 ** (min(row.attempts, 30) - 1), self._settings.backoff_max
             )
             _LOGGER.warning("send failed, retrying", extra={"outbox_id": row.id, "error": error,
                                                            "attempts": row.attempts, "retry_in": delay})
@@ -214,12 +250,35 @@ class DeliveryWorker:
         if row.purpose not in _NOT_REPORTED_PER_ROW:
             await self._report_failure(row, error, now)
 
-    async def _report_failure(self, row: OutboxRow, error: str, now: float) -> None:
+    async def _recovered(self, recovery: Recovery) -> None:
+        """WeCom answers again: log it, and tell the center's group once if the outage was long."""
+        counts = await self._storage.outbox_counts()
+        waiting = counts.get("pending", 0) + counts.get("sending", 0)
+        _LOGGER.warning("WeCom answers again; sending the backlog in queue order",
+                        extra={"outage_seconds": round(recovery.seconds, 1), "waiting": waiting})
+        if recovery.seconds < NOTICE_AFTER:
+            return
+        group = self._center_group("an outage")
+        if group is None:
+            return
         planner = self._planner()
-        directory: Directory = planner.directory
+        content = self._renderer.text("wecom/outage_notice.md.j2", since=recovery.since, until=recovery.until,
+                                      seconds=recovery.seconds, waiting=waiting)
+        await self._storage.enqueue(None, [planner.group_markdown(group, content, "outage_notice", priority=0)],
+                                    recovery.until)
+        self.wake()
+
+    def _center_group(self, what: str) -> ChatGroup | None:
+        directory: Directory = self._planner().directory
         group = directory.group(directory.fallback_group)
         if group is None:
-            _LOGGER.error("no center fallback group configured to report a failed delivery")
+            _LOGGER.error("no center fallback group configured to report %s", what)
+        return group
+
+    async def _report_failure(self, row: OutboxRow, error: str, now: float) -> None:
+        planner = self._planner()
+        group = self._center_group("a failed delivery")
+        if group is None:
             return
         instruction = await self._storage.get_instruction(row.instruction_id) if row.instruction_id else None
         context: dict[str, Any] = {

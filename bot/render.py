@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from bot.lifecycle import ACTION_LABELS, STATE_LABELS
-from bot.masking import mask_id_number, mask_name, mask_phone
+from bot.masking import mask_id_number, mask_name, mask_phone, redact
 from bot.models import RISK_LABELS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -82,6 +82,7 @@ class Renderer:
             mask_name=mask_name,
             mask_phone=mask_phone,
             mask_id=mask_id_number,
+            redact=redact,
             bjtime=beijing_time,
             yuan=format_yuan,
             duration=format_duration,

@@ -28,7 +28,7 @@ async def submit(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     try:
-        payload = json.loads(body)
+        payload = strict_json(body)
     except (ValueError, UnicodeDecodeError):
         return json_error(400, "请求体不是合法的 JSON（UTF-8）")
 
@@ -49,6 +49,17 @@ async def submit(request: web.Request) -> web.Response:
 
     (outcome,) = await services.intake.submit([payload])
     return json_response(outcome.body, outcome.status)
+
+
+def strict_json(text: str | bytes) -> Any:
+    """JSON as RFC 8259 has it: no NaN or Infinity, and no lone surrogate (it cannot be stored as UTF-8)."""
+    value = json.loads(text, parse_constant=_refuse_constant)
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError: a 400
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 @routes.get("/api/v1/instructions/{id}")

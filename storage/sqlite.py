@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -72,6 +72,16 @@ class _AcceptRequest:
     future: asyncio.Future[list[AcceptResult]]
 
 
+@dataclass
+class _SentRequest:
+    row: OutboxRow
+    now: float
+    msgid: str | None
+    response_code: str | None
+    note: str | None
+    future: asyncio.Future[int]
+
+
 def migrations() -> list[tuple[int, str]]:
     """The numbered SQL migration scripts shipped with the package, in order."""
     folder = resources.files("storage") / "migrations"
@@ -92,6 +102,7 @@ class SQLiteStorage(AwarenessSQLite):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._accepts: list[_AcceptRequest] = []
+        self._sent: list[_SentRequest] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -227,12 +238,17 @@ class SQLiteStorage(AwarenessSQLite):
     ) -> list[AcceptResult]:
         """Store new instructions with their outbox rows and audit events, durably, before returning."""
         request = _AcceptRequest(items, route, plan, now, asyncio.get_running_loop().create_future())
-        self._accepts.append(request)
+        return await self._grouped(self._accepts, request, self._commit_accepts)
+
+    async def _grouped(self, queue: list, request: Any, commit: Callable[[list], Awaitable[None]]) -> Any:
+        """Group commit: whoever gets the write lock first commits every request queued by then."""
+        queue.append(request)
         async with self._write_lock:
             if not request.future.done():
-                batch, self._accepts = self._accepts, []
-                # Shielded: a client hanging up must not abandon the other requests in this batch.
-                await asyncio.shield(self._commit_accepts(batch))
+                batch = queue[:]
+                queue.clear()
+                # Shielded: a caller that goes away must not abandon the other requests in this batch.
+                await asyncio.shield(commit(batch))
         return await request.future
 
     async def _commit_accepts(self, batch: list[_AcceptRequest]) -> None:
@@ -499,7 +515,7 @@ class SQLiteStorage(AwarenessSQLite):
     async def due_outbox(self, now: float, limit: int) -> list[OutboxRow]:
         rows = await self._conn.execute_fetchall(
             f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY priority, next_attempt_at, id LIMIT ?",
+            " ORDER BY priority, id LIMIT ?",
             (now, limit),
         )
         return [_outbox_row(r) for r in rows]
@@ -530,28 +546,55 @@ class SQLiteStorage(AwarenessSQLite):
     async def mark_sent(
         self, row: OutboxRow, now: float, msgid: str | None, response_code: str | None, note: str | None
     ) -> int:
-        """Record a delivery; returns how many dispatch rows of its instruction are still undelivered."""
-        async with self._transaction() as db:
+        """Record a delivery; returns how many dispatch rows of its instruction are still undelivered.
+
+        Deliveries that finish while a write is in flight are committed together in the next transaction:
+        the time between WeCom's answer and its durable record is the window in which a crash makes the
+        message go out again, and one commit for many keeps that window to about one fsync.
+        """
+        request = _SentRequest(row, now, msgid, response_code, note, asyncio.get_running_loop().create_future())
+        return await self._grouped(self._sent, request, self._commit_sent)
+
+    async def _commit_sent(self, batch: list[_SentRequest]) -> None:
+        db = self._writer
+        try:
+            await self._begin_locked()
+            try:
+                remaining = [await self._mark_sent_one(db, r) for r in batch]
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+        except Exception as err:
+            for request in batch:
+                request.future.set_exception(err)
+            return
+        for request, count in zip(batch, remaining, strict=True):
+            request.future.set_result(count)
+
+    @staticmethod
+    async def _mark_sent_one(db: aiosqlite.Connection, r: _SentRequest) -> int:
+        row = r.row
+        await db.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, msgid = ?, response_code = ?, last_error = ?"
+            " WHERE id = ?",
+            (r.now, r.msgid, r.response_code, r.note, row.id),
+        )
+        if row.instruction_id is None:
+            return 0
+        detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
+        if r.note:
+            detail["note"] = r.note
+        event = AuditEvent("delivered", "system", "outbox", detail=detail)
+        await SQLiteStorage._insert_events(db, row.instruction_id, [event], r.now)
+        (remaining,) = await (
             await db.execute(
-                "UPDATE outbox SET state = 'sent', sent_at = ?, msgid = ?, response_code = ?, last_error = ?"
-                " WHERE id = ?",
-                (now, msgid, response_code, note, row.id),
+                "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
+                f" AND purpose IN {_DISPATCH_PURPOSES!r}",
+                (row.instruction_id,),
             )
-            if row.instruction_id is None:
-                return 0
-            detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
-            if note:
-                detail["note"] = note
-            event = AuditEvent("delivered", "system", "outbox", detail=detail)
-            await self._insert_events(db, row.instruction_id, [event], now)
-            (remaining,) = await (
-                await db.execute(
-                    "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
-                    f" AND purpose IN {_DISPATCH_PURPOSES!r}",
-                    (row.instruction_id,),
-                )
-            ).fetchone()
-            return remaining
+        ).fetchone()
+        return remaining
 
     async def mark_retry(self, row_id: int, next_at: float, error: str) -> None:
         async with self._transaction() as db:
