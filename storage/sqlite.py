@@ -41,6 +41,7 @@ from bot.models import (
 )
 from bot.roster import Shift
 from storage.base import DispatchPlanner
+from storage.reports_sqlite import ReportsSQLite
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(scripts)
 
 
-class SQLiteStorage:
+class SQLiteStorage(ReportsSQLite):
     """Storage on one SQLite file."""
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
