@@ -48,7 +48,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=365, help="days of history they span (default 365)")
     parser.add_argument("--stations", type=int, default=200, help="stations in the synthetic city (default 200)")
     parser.add_argument("--runs", type=int, default=15, help="timed runs of each query (default 15)")
-    parser.add_argument("--db", type=Path, default=None, help="database file (default data/bench/reports_<rows>.sqlite3)")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="database file (default: data/bench/reports_<rows>.sqlite3)")
     parser.add_argument("--fresh", action="store_true", help="generate again even if the file exists")
     parser.add_argument("--generate-only", action="store_true")
     args = parser.parse_args()

@@ -54,6 +54,8 @@ def make_settings(tmp_path, sim):
             "delivery": {"backoff_base": 0.05, "backoff_max": 0.2, "max_attempts": 4},
             # Only the sweep at start: tests of deadlines ask for a fast one (tests/test_escalation.py).
             "escalation": {"sweep_interval": 3600},
+            # Bulletins only where a test asks for them (tests/test_bulletins.py): none at start-up.
+            "bulletin": {"enabled": False},
         }
         for section, values in sections.items():
             raw.setdefault(section, {}).update(values)

@@ -40,7 +40,8 @@ class Counts:
 
     @classmethod
     def total(cls, groups: Iterable[FactGroup]) -> Counts:
-        return cls(*(sum(column) for column in list(zip(*(g[1:] for g in groups), strict=True)) or [0] * 7))
+        columns = list(zip(*(g[1:] for g in groups), strict=True))
+        return cls(*(sum(column) for column in columns)) if columns else cls()
 
     @property
     def ontime_rate(self) -> float | None:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from bot.reports.models import day_date, day_number, day_start
 
 KINDS = {"daily": "日通报", "weekly": "周研判", "custom": "统计"}
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAY_LABELS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 TREND_DAYS = 7
 
@@ -56,17 +55,6 @@ def daily_period(day: int) -> Period:
 
 def weekly_period(first_day: int, days: int = 7) -> Period:
     return Period("weekly" if days == 7 else "custom", first_day, first_day + days - 1)
-
-
-def parse_hhmm(value: str) -> int:
-    """"08:30" → seconds after midnight; ValueError when it is not a time of day."""
-    hours, sep, minutes = value.partition(":")
-    if not sep or not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
-        raise ValueError(f"{value!r} is not HH:MM")
-    h, m = int(hours), int(minutes)
-    if not (0 <= h < 24 and 0 <= m < 60):
-        raise ValueError(f"{value!r} is not a time of day")
-    return h * 3600 + m * 60
 
 
 def due_daily(now: float, at: int) -> tuple[Period, float]:

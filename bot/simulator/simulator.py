@@ -22,6 +22,8 @@ from .duplicates import DuplicateFilter
 from .errors import ApiError
 from .faults import ANY_API, FaultPlan
 from .limits import DailyLimit, Quota, WindowLimit
+from .media import MediaStore
+from .oauth import OAuthCodes
 from .records import MessageLog, Stats, TextLog
 from .tokens import TokenStore
 
@@ -57,6 +59,8 @@ class Simulator:
         self.app_quota = Quota(WindowLimit(30, 60), WindowLimit(1000, 3600))
         self.chat_quota = Quota(WindowLimit(200, 60), DailyLimit(10_000))
         self.robot_limit = WindowLimit(20, 60)
+        self.media = MediaStore()
+        self.oauth = OAuthCodes()
         self._faults = FaultPlan()
         self._callbacks = CallbackClient(self.config, self.clock)
         self._session: aiohttp.ClientSession | None = None
@@ -123,9 +127,13 @@ class Simulator:
         return views[0]["card"] if views else None
 
     def call(
-        self, api: str, query: Mapping[str, str], raw_body: bytes | None = None, *, remote: str | None = None
+        self, api: str, query: Mapping[str, str], raw_body: bytes | None = None, *, remote: str | None = None,
+        files: dict[str, tuple[str, str, bytes]] | None = None,
     ) -> ApiResponse:
-        """Answer one API call: count it, apply faults, check the token, run the handler."""
+        """Answer one API call: count it, apply faults, check the token, run the handler.
+
+        A multipart API (media/upload) gets `files`: field name → (filename, content type, bytes).
+        """
         endpoint = ENDPOINTS[api]
         self.stats.count_call(api)
         fault = self._faults.take(api)
@@ -137,7 +145,10 @@ class Simulator:
                 raise ApiError(fault.errcode)
             if endpoint.needs_token:
                 self.tokens.check(query.get("access_token"))
-            body = _parse_body(raw_body) if endpoint.method == "POST" else {}
+            if endpoint.multipart:
+                body = dict(files or {})
+            else:
+                body = _parse_body(raw_body) if endpoint.method == "POST" else {}
             payload = endpoint.handler(self, query, body)
         except ApiError as err:
             self.stats.count_error(api, err.errcode)

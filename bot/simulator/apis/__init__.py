@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from . import appchat, message, token, webhook
+from . import appchat, media, message, token, webhook
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
@@ -21,6 +21,7 @@ class Endpoint:
     method: Literal["GET", "POST"]
     needs_token: bool
     handler: Handler
+    multipart: bool = False  # the body is a multipart form (files), not JSON
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -31,4 +32,6 @@ ENDPOINTS: dict[str, Endpoint] = {
     "appchat/get": Endpoint("GET", True, appchat.get),
     "appchat/send": Endpoint("POST", True, appchat.send),
     "webhook/send": Endpoint("POST", False, webhook.send),
+    "media/upload": Endpoint("POST", True, media.upload, multipart=True),
+    "auth/getuserinfo": Endpoint("GET", True, media.getuserinfo),
 }
