@@ -178,6 +178,13 @@ class ReportsSQLite:
         (value,) = await (await self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM instructions")).fetchone()
         return value
 
+    async def meta_default(self, key: str, value: str) -> str:
+        """The stored value of a meta key, storing `value` first if there is none (e.g. a generated secret)."""
+        async with self._transaction() as db:
+            await db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
+            (stored,) = await (await db.execute("SELECT value FROM meta WHERE key = ?", (key,))).fetchone()
+            return stored
+
     async def bulletin_sent(self, kind: str, first_day: int) -> bool:
         row = await (await self._conn.execute(
             "SELECT 1 FROM bulletin_runs WHERE kind = ? AND period_start = ?", (kind, first_day)

@@ -8,12 +8,12 @@ import pytest
 
 from bot.app import create_app
 from bot.config import BulletinSettings
+from bot.render import Renderer
 from bot.reports.bulletin import bulletin_parts
 from bot.reports.figures import compute_figures
 from bot.reports.models import date_day, day_number, day_start
 from bot.reports.periods import daily_period, due_daily, due_weekly, weekly_period
 from bot.reports.synthetic import History
-from bot.render import Renderer
 from storage import open_storage
 from tests.conftest import services
 from tests.helpers import AUTH, eventually, instruction, sim_messages, wait_state
@@ -26,8 +26,8 @@ def _instruction(iid: int, received: float, station: str = "DM", *, state: str =
                  outcome: str | None = None, method: str | None = None, loss: float | None = None,
                  lost: float | None = None, risk: str = "high") -> tuple:
     acked = received + signed if signed is not None else None
-    return (iid, f"T{iid}", received, received, "涉诈来电", "冒充公检法", risk, "唐小明", "13812348000", None, "地址", 60,
-            station, None, station, None, "", 100000, state, acked, "wangqiang" if acked else None, method, outcome,
+    return (iid, f"T{iid}", received, received, "涉诈来电", "冒充公检法", risk, "唐小明", "13812348000", None, "地址",
+            60, station, None, station, None, "", 100000, state, acked, "wangqiang" if acked else None, method, outcome,
             loss, lost, None, None, None, "{}")
 
 
