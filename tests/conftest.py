@@ -74,6 +74,19 @@ async def bot(aiohttp_client, sim_server, sim, make_settings):
 
 
 @pytest.fixture
+async def dash(aiohttp_client, sim, sim_server, make_settings):
+    """The bot with its dashboard's WeCom OAuth pointed at the simulator and a local admin (tests.helpers)."""
+    from tests.helpers import ADMIN_HASH
+
+    sim_url = str(sim_server.make_url("")).rstrip("/")
+    settings = make_settings(sim_url, dashboard={"oauth_authorize_url": f"{sim_url}/connect/oauth2/authorize",
+                                                 "admin_password_hash": ADMIN_HASH})
+    client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    sim.config.callback_url = str(client.make_url("/wecom/callback"))
+    return client
+
+
+@pytest.fixture
 async def browser():
     """A phone-sized headless chromium; the test fails if any page logged an error (CSP, script, 404)."""
     errors: list[str] = []

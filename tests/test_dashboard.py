@@ -9,25 +9,10 @@ import aiohttp
 import pytest
 from openpyxl import load_workbook
 
-from bot.app import create_app
-from handlers.dashboard.session import hash_password
-from tests.helpers import AUTH, instruction, wait_state
-
-ADMIN_PASSWORD = "correct horse battery staple"
-_ADMIN_HASH = hash_password(ADMIN_PASSWORD)
+from tests.helpers import ADMIN_PASSWORD, AUTH, instruction, wait_state
 
 
-@pytest.fixture
-async def dash(aiohttp_client, sim, sim_server, make_settings):
-    sim_url = str(sim_server.make_url("")).rstrip("/")
-    settings = make_settings(sim_url, dashboard={"oauth_authorize_url": f"{sim_url}/connect/oauth2/authorize",
-                                                 "admin_password_hash": _ADMIN_HASH})
-    client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
-    sim.config.callback_url = str(client.make_url("/wecom/callback"))
-    return client
-
-
-async def _submit(bot, station: str, grid: str) -> int:
+async def submit(bot, station: str, grid: str) -> int:
     resp = await bot.post("/api/v1/instructions", headers=AUTH,
                           json=instruction(jurisdiction={"station": station, "grid": grid}))
     number = (await resp.json())["id"]
@@ -80,7 +65,7 @@ _SEES = {"zhengjie": "DL", "admin": "DL", "chenlong": "D", "wangqiang": "D", "zh
 
 @pytest.mark.parametrize("who", list(_MATRIX))
 async def test_permissions_on_every_page_and_export(aiohttp_client, dash, who):
-    dm, lh = await _submit(dash, "DM", "DM-01"), await _submit(dash, "LH", "LH-01")
+    dm, lh = await submit(dash, "DM", "DM-01"), await submit(dash, "LH", "LH-01")
     paths = {
         "board": "/dashboard", "dm_detail": f"/dashboard/instructions/{dm}",
         "lh_detail": f"/dashboard/instructions/{lh}",
@@ -169,7 +154,7 @@ async def test_oauth_refuses_a_wrong_state_and_a_used_code(aiohttp_client, dash,
 
 
 async def test_board_filters_and_highlights_the_overdue(aiohttp_client, dash, sim):
-    high = await _submit(dash, "DM", "DM-01")
+    high = await submit(dash, "DM", "DM-01")
     resp = await dash.post("/api/v1/instructions", headers=AUTH,
                            json=instruction(risk_level="low", jurisdiction={"station": "LH", "grid": "LH-02"}))
     low = (await resp.json())["id"]
@@ -188,7 +173,7 @@ async def test_board_filters_and_highlights_the_overdue(aiohttp_client, dash, si
 
 
 async def test_statistics_page_and_bulletin_export_hold_the_figures(aiohttp_client, dash, sim):
-    number = await _submit(dash, "DM", "DM-01")
+    number = await submit(dash, "DM", "DM-01")
     await sim.send_text("liuhong", f"反馈 {number} 上门 劝阻成功 挽损10万")
     await wait_state(dash, number, "resolved")
     client = await oauth_login(aiohttp_client, dash, "zhengjie")
