@@ -56,10 +56,12 @@ DEMO_ADMIN_PASSWORD = "demo-admin-2026"  # demo/config.toml holds its hash
 
 async def seed_history(storage, directory: Directory, now: float, count: int = 600, days: int = 28) -> int:
     """Fill an empty database with `days` of synthetic instructions for the district (the dashboard's demo)."""
+    from bot.reports.bulletin import SINCE_KEY
     from bot.reports.synthetic import Station, generate
 
     if await storage.max_instruction_id():
         return 0
+    await storage.meta_default(SINCE_KEY, repr(now - days * 86400))
     stations = []
     for code in directory.stations:
         grids = [g for g in directory.grids.values() if g.station_code == code]

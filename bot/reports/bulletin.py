@@ -32,6 +32,7 @@ from bot.wecom import WeComClient, WeComError
 _LOGGER = logging.getLogger(__name__)
 _TEMPLATE = "wecom/bulletin.md.j2"
 PRIORITY = 5  # after every alert, reminder and escalation
+SINCE_KEY = "bulletins_since"  # meta: when this database began to count (its first start, or its history)
 PURPOSE = "bulletin"
 _OVERDUE_LABELS = {f"{stage}/{milestone}": label for (stage, milestone), label in OVERDUE_LABELS.items()}
 _TITLE_ROOM = 80  # bytes kept free in each part for its title line
@@ -136,8 +137,10 @@ class Bulletins:
         if not self._settings.enabled:
             return []
         sent = []
+        # A database's first bulletin is for a period it saw: a new install does not open with an empty one.
+        since = float(await self._storage.meta_default(SINCE_KEY, repr(self._clock())))
         for period, due_at in self.due(self._clock()):
-            if self._clock() - due_at > self._settings.catch_up:
+            if self._clock() - due_at > self._settings.catch_up or period.end <= since:
                 continue
             if await self._storage.bulletin_sent(period.kind, period.first_day):
                 continue
