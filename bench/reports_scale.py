@@ -125,6 +125,8 @@ async def _time_queries(db: Path, now: float, runs: int, stations: int) -> list[
          lambda: storage.board(ReportFilter(states=("closed",), stations=(station,), first_day=today - 3,
                                             last_day=today - 3), now, 200)),
         ("overdue list (all stations)", lambda: storage.overdue_items(now, ReportFilter(), 50)),
+        ("fraud-type filter choices (30 days; cached 10 min by the dashboard)",
+         lambda: storage.fraud_types(today - 30)),
         ("statistics page, 30 days, all stations",
          lambda: compute_figures(storage, weekly_period(today - 30, days=30), now)),
     ]

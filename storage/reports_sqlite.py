@@ -90,28 +90,27 @@ class ReportsSQLite:
         """Median and 90th percentile of the seconds from receipt to the first sign-for (milestone 'ack') or to
         phone contact ('contact'), per station and overall (station None), over flt's day range.
 
-        Sorted by SQLite's window functions, so only the values around each rank leave the database;
-        between two ranks the value is interpolated linearly.
+        Ranked by SQLite's window functions in one pass over the period, so only the values around each rank
+        leave the database; between two ranks the value is interpolated linearly.
         """
         column = {"ack": "acked_at", "contact": "contact_at"}[milestone]
         where, args = _where(flt, "facts")
         values = (f"SELECT station, {column} - received_at AS v FROM report_facts f"
                   f" WHERE {where} AND {column} IS NOT NULL")
-        result = []
-        for partition in ("PARTITION BY station", ""):
-            rows = await self._conn.execute_fetchall(
-                f"SELECT station, n, k, v FROM (SELECT station, v, ROW_NUMBER() OVER w - 1 AS k,"
-                f" COUNT(*) OVER ({partition}) AS n FROM ({values}) WINDOW w AS ({partition} ORDER BY v))"
-                " WHERE k IN (CAST((n - 1) * 0.5 AS INTEGER), CAST((n - 1) * 0.5 AS INTEGER) + 1,"
-                " CAST((n - 1) * 0.9 AS INTEGER), CAST((n - 1) * 0.9 AS INTEGER) + 1)",
-                args,
-            )
-            ranks: dict[str | None, tuple[int, dict[int, float]]] = {}
-            for station, n, k, v in rows:
-                ranks.setdefault(station if partition else None, (n, {}))[1][k] = max(0.0, v)
-            result += [Percentiles(station, n, _interpolate(at, n, 0.5), _interpolate(at, n, 0.9))
-                       for station, (n, at) in ranks.items()]
-        return result
+        rows = await self._conn.execute_fetchall(
+            "SELECT station, ns, ks, n, k, v FROM (SELECT station, v,"
+            " ROW_NUMBER() OVER (PARTITION BY station ORDER BY v) - 1 AS ks,"
+            " COUNT(*) OVER (PARTITION BY station) AS ns,"
+            f" ROW_NUMBER() OVER (ORDER BY v) - 1 AS k, COUNT(*) OVER () AS n FROM ({values}))"
+            f" WHERE {_near_ranks('ks', 'ns')} OR {_near_ranks('k', 'n')}",
+            args,
+        )
+        ranks: dict[tuple[bool, str | None], tuple[int, dict[int, float]]] = {}
+        for station, ns, ks, n, k, v in rows:
+            ranks.setdefault((True, station), (ns, {}))[1][ks] = max(0.0, v)
+            ranks.setdefault((False, None), (n, {}))[1][k] = max(0.0, v)
+        return [Percentiles(station if per_station else None, n, _interpolate(at, n, 0.5), _interpolate(at, n, 0.9))
+                for (per_station, station), (n, at) in ranks.items()]
 
     async def overdue_items(self, now: float, flt: ReportFilter,
                             limit: int) -> tuple[dict[str | None, int], list[OverdueItem]]:
@@ -205,6 +204,12 @@ class ReportsSQLite:
             for n, message in enumerate(messages):
                 await self._insert_outbox(db, None, [message], now + n * _PART_SPACING)
             return True
+
+
+def _near_ranks(k: str, n: str) -> str:
+    """The 0-based ranks on either side of the median and of the 90th percentile among n values."""
+    return (f"{k} IN (CAST(({n} - 1) * 0.5 AS INTEGER), CAST(({n} - 1) * 0.5 AS INTEGER) + 1,"
+            f" CAST(({n} - 1) * 0.9 AS INTEGER), CAST(({n} - 1) * 0.9 AS INTEGER) + 1)")
 
 
 def _interpolate(at: dict[int, float], n: int, p: float) -> float:

@@ -46,12 +46,14 @@ _CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action
         "frame-ancestors 'none'")
 _OAUTH_TTL = 600
 _MAX_DAYS = 366
+_CHOICES_TTL = 600
 
 
 @dataclass
 class Dashboard:
     env: jinja2.Environment
     signer: Signer | None = None
+    fraud_types: tuple[float, list[str]] = (float("-inf"), [])  # (when read, the filter's choices)
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
@@ -182,8 +184,13 @@ async def _choices(request: web.Request, viewer: Viewer) -> dict:
     directory = request.app[SERVICES].directory
     names = station_names(directory)
     today = day_number(_now(request))
+    dashboard = request.app[DASHBOARD]
+    read_at, fraud_types = dashboard.fraud_types
+    if _now(request) - read_at > _CHOICES_TTL:  # a scan of a month of history: not on every page
+        fraud_types = await request.app[SERVICES].storage.fraud_types(today - 30)
+        dashboard.fraud_types = (_now(request), fraud_types)
     return {"stations": [(code, names.get(code, code)) for code in viewer.stations(directory)],
-            "fraud_types": await request.app[SERVICES].storage.fraud_types(today - 90),
+            "fraud_types": fraud_types,
             "states": [("", "未办结（默认）"), ("all", "全部"), *STATE_LABELS.items()], "names": names}
 
 
