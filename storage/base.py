@@ -19,7 +19,7 @@ from bot.models import (
     OutboxRow,
     Timer,
 )
-from bot.reports.models import Board, BoardRow, FactGroup, OverdueItem, Percentiles, ReportFilter
+from bot.reports.models import Board, BoardRow, FactGroup, OverdueItem, ReportFilter
 from bot.roster import Shift
 
 # Given the stored instruction, say what to send and what to record. Runs inside the intake
@@ -109,7 +109,7 @@ class Storage(Protocol):
     # -- Reports: bulletins, the dashboard, exports (storage/reports_sqlite.py) ------------------
     async def report_groups(self, flt: ReportFilter, by: str) -> list[FactGroup]: ...
 
-    async def report_percentiles(self, flt: ReportFilter, milestone: str) -> list[Percentiles]: ...
+    async def report_durations(self, flt: ReportFilter) -> list[tuple[str | None, float | None, float | None]]: ...
 
     async def overdue_items(self, now: float, flt: ReportFilter,
                             limit: int) -> tuple[dict[str | None, int], list[OverdueItem]]: ...

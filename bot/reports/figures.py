@@ -14,6 +14,7 @@ Definitions (README, "Dashboard and bulletins"):
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -111,8 +112,7 @@ async def compute_figures(storage, period: Period, now: float, flt: ReportFilter
                                          "day")
     by_station = await storage.report_groups(within, "station")
     by_outcome = await storage.report_groups(within, "outcome")
-    sign = await storage.report_percentiles(within, "ack")
-    contact = await storage.report_percentiles(within, "contact")
+    sign, contact = percentiles(await storage.report_durations(within))
     overdue_counts, overdue = await storage.overdue_items(now, replace(flt, first_day=None, last_day=None),
                                                           overdue_limit)
     return build_figures(period, now, by_day, by_station, by_outcome, sign, contact, overdue_counts, overdue,
@@ -142,6 +142,39 @@ def build_figures(period: Period, now: float, by_day: Sequence[FactGroup], by_st
     return Figures(period, now, Counts.total(by_station), _speed(sign.get(None), contact.get(None)), outcomes,
                    sum(overdue_counts.values()), overdue, [replace(s, rank=n) for n, s in enumerate(ranked, 1)],
                    trend, sum(g.received for g in by_station if g.key is None))
+
+
+def percentiles(durations: Iterable[tuple[str | None, float | None, float | None]]
+                ) -> tuple[list[Percentiles], list[Percentiles]]:
+    """Median and 90th percentile of the time to sign and to contact, per station and overall (station None)."""
+    signs: dict[str | None, list[float]] = defaultdict(list)
+    contacts: dict[str | None, list[float]] = defaultdict(list)
+    for station, to_sign, to_contact in durations:
+        if to_sign is not None:
+            signs[station].append(to_sign if to_sign > 0 else 0.0)
+        if to_contact is not None:
+            contacts[station].append(to_contact if to_contact > 0 else 0.0)
+    return _per_station(signs), _per_station(contacts)
+
+
+def _per_station(values: dict[str | None, list[float]]) -> list[Percentiles]:
+    result = []
+    for station, v in values.items():
+        v.sort()
+        if station is not None:  # unrouted ones count in the overall figure, not in the ranking
+            result.append(Percentiles(station, len(v), percentile(v, 50), percentile(v, 90)))
+    everything = sorted(x for v in values.values() for x in v)
+    return [*result, Percentiles(None, len(everything), percentile(everything, 50), percentile(everything, 90))]
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The p-th percentile (0–100) of sorted values, interpolating linearly between ranks; None for none."""
+    if not values:
+        return None
+    rank = (len(values) - 1) * p / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
 
 
 def _speed(sign: Percentiles | None, contact: Percentiles | None) -> Speed:
