@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the bot and the WeCom simulator on the fictional demo district")
     demo.add_argument("--sim-host", default="127.0.0.1")
     demo.add_argument("--sim-port", type=int, default=8081)
+    demo.add_argument("--history", action="store_true",
+                      help="first fill an empty demo database with four weeks of synthetic instructions, so the "
+                           "dashboard and bulletins have something to show")
 
     sim = sub.add_parser("simulator", help="run the WeCom simulator alone",
                          description="A WeCom API simulator for tests, demos and benchmarks. It accepts exactly "
@@ -65,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     backup.add_argument("--restore", action="store_true", help="restore PATH into the configured database")
     backup.add_argument("path", help="the backup file to write (must not exist), or with --restore to read")
 
+    dashboard = sub.add_parser("dashboard", help="dashboard utilities")
+    dashboard_sub = dashboard.add_subparsers(dest="action", required=True)
+    dashboard_sub.add_parser("hash-password", help="read a password (twice, or once from a pipe) and print the "
+                                                   "line for [dashboard] admin_password_hash")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
@@ -72,10 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from bot.demo import run_demo
 
-            asyncio.run(run_demo(args.sim_host, args.sim_port))
+            asyncio.run(run_demo(args.sim_host, args.sim_port, history=args.history))
             return 0
         if args.command == "simulator":
             return _simulator(args)
+        if args.command == "dashboard":
+            return _hash_password()
         if args.command == "directory":
             return _directory_check(args.path)
         if args.command == "roster":
@@ -135,6 +145,25 @@ def _simulator(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.directory}: {err}") from err
     print(f"WeCom simulator on http://{args.host}:{args.port}/cgi-bin/ (inspect: /_sim/messages)", flush=True)
     web.run_app(create_simulator_app(sim), host=args.host, port=args.port, access_log=None, print=None)
+    return 0
+
+
+def _hash_password() -> int:
+    import getpass
+
+    from handlers.dashboard.session import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 10:
+        print("error: use at least 10 characters", file=sys.stderr)
+        return 2
+    print(f'admin_password_hash = "{hash_password(password)}"')
     return 0
 
 

@@ -22,6 +22,7 @@ from bot.intake import IntakeService
 from bot.metrics import Metrics
 from bot.outbox import DeliveryWorker
 from bot.render import Renderer
+from bot.reports.bulletin import Bulletins
 from bot.scheduler import Scheduler
 from bot.wecom import WeComClient
 from bot.wecom.callbacks import CallbackCrypto
@@ -48,6 +49,7 @@ class Services:
     callback_crypto: CallbackCrypto
     scheduler: Scheduler
     escalations: Escalations
+    bulletins: Bulletins
 
     @property
     def directory(self) -> Directory:
@@ -101,8 +103,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         escalations = Escalations(storage, current_planner, renderer, clock, worker.wake, settings.escalation)
         crypto = CallbackCrypto(settings.wecom.token, settings.wecom.encoding_aes_key, settings.wecom.corp_id,
                                 settings.wecom.callback_max_age)
+        bulletins = Bulletins(storage, current_planner, renderer, wecom, clock, settings.bulletin, settings.public_url,
+                              worker.wake)
         services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake, actions,
-                            inbox, crypto, scheduler, escalations)
+                            inbox, crypto, scheduler, escalations, bulletins=bulletins)
         app[SERVICES] = services
         await escalations.refresh_roster(force=True)  # before the first instruction is routed
         app[AWARENESS] = AwarenessService(settings, storage, wecom, renderer, current_planner, clock, worker.wake)
@@ -113,6 +117,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if resumed:
             _LOGGER.warning("finished %d callbacks stored before the last shutdown", resumed)
         scheduler.every(settings.escalation.sweep_interval, escalations.sweep, "deadline-sweep")
+        await bulletins.start(scheduler)
         scheduler.start()
         _LOGGER.info("quanzu started", extra={
             "stations": len(directory.stations), "grids": len(directory.grids), "people": len(directory.people),

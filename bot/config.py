@@ -76,6 +76,34 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class BulletinSettings:
+    enabled: bool = True
+    daily_time: int = 8 * 3600 + 30 * 60  # seconds after midnight (Asia/Shanghai): yesterday's 日通报
+    weekly_day: int = 0  # 0 = Monday: the previous seven days' 周研判
+    weekly_time: int = 9 * 3600
+    recipients: tuple[str, ...] = ()  # group codes; empty: the center's command (fallback) group
+    catch_up: int = 12 * 3600  # a bulletin missed while the bot was down is still sent this long after its time
+    chart: bool = True
+    overdue_limit: int = 10  # overdue instructions listed in the message; the rest are on the dashboard
+    max_messages: int = 4  # markdown parts per group at most; beyond that the bulletin links to the dashboard
+
+
+REAL_OAUTH_AUTHORIZE = "https://open.weixin.qq.com/connect/oauth2/authorize"
+
+
+@dataclass(frozen=True)
+class DashboardSettings:
+    enabled: bool = True
+    session_secret: str = ""  # empty: a random one kept in the database
+    session_max_age: int = 12 * 3600
+    admin_user: str = "admin"
+    admin_password_hash: str = ""  # `python bot.py dashboard hash-password`; empty: no local login
+    oauth_authorize_url: str = REAL_OAUTH_AUTHORIZE
+    page_size: int = 200
+    export_max_rows: int = 100_000
+
+
+@dataclass(frozen=True)
 class Settings:
     wecom: WeComSettings
     api: ApiSettings
@@ -87,6 +115,8 @@ class Settings:
     escalation: EscalationSettings = field(default_factory=EscalationSettings)
     policies: dict[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
     awareness: AwarenessSettings = field(default_factory=AwarenessSettings)
+    bulletin: BulletinSettings = field(default_factory=BulletinSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     @property
     def public_url(self) -> str:
@@ -112,7 +142,7 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
 def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     """Turn a parsed TOML document into Settings, naming the first wrong key."""
     known = {"server", "database", "wecom", "api", "directory", "delivery", "logging", "escalation", "policy",
-             "awareness"}
+             "awareness", "bulletin", "dashboard"}
     for section in raw:
         if section not in known:
             raise ConfigError(f"unknown section [{section}]")
@@ -187,7 +217,68 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
         ),
         policies=parse_policies(_section(raw, "policy"), ConfigError),
         awareness=_awareness(raw, base_dir),
+        bulletin=_bulletin(_section(raw, "bulletin")),
+        dashboard=_dashboard(_section(raw, "dashboard")),
     )
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _bulletin(raw: dict[str, Any]) -> BulletinSettings:
+    recipients = _get(raw, "bulletin.recipients", list, [])
+    if not all(isinstance(r, str) and r for r in recipients):
+        raise ConfigError("bulletin.recipients must be a list of group codes")
+    weekly_day = _get(raw, "bulletin.weekly_day", str, "mon").lower()
+    if weekly_day not in WEEKDAYS:
+        raise ConfigError(f"bulletin.weekly_day must be one of {', '.join(WEEKDAYS)}")
+    return BulletinSettings(
+        enabled=_flag(raw, "bulletin.enabled", True),
+        daily_time=_time_of_day(_get(raw, "bulletin.daily_time", str, "08:30"), "bulletin.daily_time"),
+        weekly_day=WEEKDAYS.index(weekly_day),
+        weekly_time=_time_of_day(_get(raw, "bulletin.weekly_time", str, "09:00"), "bulletin.weekly_time"),
+        recipients=tuple(recipients),
+        catch_up=parse_duration(raw.get("catch_up", "12h"), "bulletin.catch_up", ConfigError),
+        chart=_flag(raw, "bulletin.chart", True),
+        overdue_limit=_positive(_get(raw, "bulletin.overdue_limit", int, 10), "bulletin.overdue_limit"),
+        max_messages=_positive(_get(raw, "bulletin.max_messages", int, 4), "bulletin.max_messages"),
+    )
+
+
+def _dashboard(raw: dict[str, Any]) -> DashboardSettings:
+    secret = _get(raw, "dashboard.session_secret", str, "")
+    if secret and len(secret) < 32:
+        raise ConfigError("dashboard.session_secret must be at least 32 characters (or empty for a generated one)")
+    password_hash = _get(raw, "dashboard.admin_password_hash", str, "")
+    if password_hash and not password_hash.startswith("scrypt$"):
+        raise ConfigError("dashboard.admin_password_hash must come from `python bot.py dashboard hash-password`")
+    authorize = _get(raw, "dashboard.oauth_authorize_url", str, REAL_OAUTH_AUTHORIZE)
+    if not authorize.startswith(("https://", "http://")):
+        raise ConfigError("dashboard.oauth_authorize_url must be an http(s) URL")
+    return DashboardSettings(
+        enabled=_flag(raw, "dashboard.enabled", True),
+        session_secret=secret,
+        session_max_age=parse_duration(raw.get("session_max_age", "12h"), "dashboard.session_max_age", ConfigError),
+        admin_user=_get(raw, "dashboard.admin_user", str, "admin"),
+        admin_password_hash=password_hash,
+        oauth_authorize_url=authorize,
+        page_size=_positive(_get(raw, "dashboard.page_size", int, 200), "dashboard.page_size"),
+        export_max_rows=_positive(_get(raw, "dashboard.export_max_rows", int, 100_000), "dashboard.export_max_rows"),
+    )
+
+
+def _flag(section: dict[str, Any], key: str, default: bool) -> bool:
+    value = section.get(key.rsplit(".", 1)[1], default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _time_of_day(value: str, key: str) -> int:
+    hours, sep, minutes = value.partition(":")
+    if sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2 and int(hours) < 24 and int(minutes) < 60:
+        return int(hours) * 3600 + int(minutes) * 60
+    raise ConfigError(f"{key} must be a time of day as HH:MM, got {value!r}")
 
 
 _MISSING = object()

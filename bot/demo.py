@@ -16,6 +16,7 @@ from bot.config import Settings, load_settings
 from bot.directory import Directory, load_directory_file
 from bot.logs import setup_logging
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+from storage import open_storage
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "config.toml"
@@ -55,7 +56,30 @@ def demo_curl(settings: Settings) -> str:
     )
 
 
-async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081) -> None:
+DEMO_ADMIN_PASSWORD = "demo-admin-2026"  # demo/config.toml holds its hash
+
+
+async def seed_history(storage, directory: Directory, now: float, count: int = 600, days: int = 28) -> int:
+    """Fill an empty database with `days` of synthetic instructions for the district (the dashboard's demo)."""
+    from bot.reports.bulletin import SINCE_KEY
+    from bot.reports.synthetic import Station, generate
+
+    if await storage.max_instruction_id():
+        return 0
+    await storage.meta_default(SINCE_KEY, repr(now - days * 86400))
+    stations = []
+    for code in directory.stations:
+        grids = [g for g in directory.grids.values() if g.station_code == code]
+        officers = [p.userid for p in directory.people.values() if p.station_code == code and p.role == "officer"]
+        workers = [(directory.grid_workers(g.code) or [None])[0] for g in grids]
+        stations.append(Station(code, [g.code for g in grids], officers or [directory.stations[code].duty_officer],
+                                [w.userid if w else officers[0] for w in workers]))
+    for batch in generate(stations, count, now - 600, days, prefix="DEMO-", open_hours=24):
+        await storage.insert_history(batch)
+    return count
+
+
+async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081, history: bool = False) -> None:
     settings = load_settings(DEMO_CONFIG)
     setup_logging(settings.logging.level, settings.logging.format)
     directory = load_directory_file(settings.directory.path)
@@ -63,6 +87,12 @@ async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081) -> None:
     sim = Simulator(simulator_config_for(settings, f"{settings.public_url}/wecom/callback"))
     seed_simulator(sim, directory)
 
+    if history:  # before the bot starts, so that its first look for due bulletins sees the history
+        storage = await open_storage(settings.database.path, settings.database.synchronous)
+        try:
+            await seed_history(storage, directory, time.time())
+        finally:
+            await storage.close()
     runners = []
     bot_app = create_app(settings)
     try:
@@ -124,6 +154,13 @@ or read what WeCom received as JSON:
 curl -sS '{sim_url}/_sim/messages?chatid=dmstation'
 curl -sS '{sim_url}/_sim/messages?user=liuhong'
 curl -sS -H 'Authorization: Bearer {settings.api.tokens[0]}' {settings.public_url}/api/v1/instructions/1
+
+The command-center dashboard (board, details, statistics, 日通报/周研判, Excel exports):
+
+{settings.public_url}/dashboard
+  企业微信登录 → pick 郑洁 (center: everything), 陈龙 (东门 leader: his station), 刘红 (grid worker: her tasks)
+  or the center's local account: admin / {DEMO_ADMIN_PASSWORD}
+  (start the demo with --history for four weeks of past instructions on the board and in the bulletins)
 
 Health {settings.public_url}/healthz · metrics {settings.public_url}/metrics · Ctrl+C stops.
 ==================================================

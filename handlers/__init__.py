@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import callback, campaigns, directory, health, intake, roster
+from bot.app import SETTINGS
+from handlers import callback, campaigns, dashboard, directory, health, intake, roster
 from handlers.errors import error_middleware
 
 
@@ -15,6 +16,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(callback.routes)
     app.router.add_routes(roster.routes)
     app.router.add_routes(campaigns.routes)
+    if app[SETTINGS].dashboard.enabled:
+        dashboard.setup(app)
 
 
 __all__ = ["error_middleware", "setup_routes"]

@@ -44,6 +44,7 @@ from bot.models import (
 from bot.roster import Shift
 from storage.awareness_sqlite import AwarenessSQLite
 from storage.base import DispatchPlanner
+from storage.reports_sqlite import ReportsSQLite
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(scripts)
 
 
-class SQLiteStorage(AwarenessSQLite):
+class SQLiteStorage(AwarenessSQLite, ReportsSQLite):
     """Storage on one SQLite file."""
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:

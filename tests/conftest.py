@@ -61,6 +61,8 @@ def make_settings(tmp_path, sim):
             "delivery": {"backoff_base": 0.05, "backoff_max": 0.2, "max_attempts": 4},
             # Only the sweep at start: tests of deadlines ask for a fast one (tests/test_escalation.py).
             "escalation": {"sweep_interval": 3600},
+            # Bulletins only where a test asks for them (tests/test_bulletins.py): none at start-up.
+            "bulletin": {"enabled": False},
         }
         for section, values in sections.items():
             raw.setdefault(section, {}).update(values)
@@ -90,6 +92,19 @@ def start_bot(aiohttp_client, sim_server, sim, make_settings):
         return await aiohttp_client(create_app(settings, clock=sim.clock.now))
 
     return start
+
+
+@pytest.fixture
+async def dash(aiohttp_client, sim, sim_server, make_settings):
+    """The bot with its dashboard's WeCom OAuth pointed at the simulator and a local admin (tests.helpers)."""
+    from tests.helpers import ADMIN_HASH
+
+    sim_url = str(sim_server.make_url("")).rstrip("/")
+    settings = make_settings(sim_url, dashboard={"oauth_authorize_url": f"{sim_url}/connect/oauth2/authorize",
+                                                 "admin_password_hash": ADMIN_HASH})
+    client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    sim.config.callback_url = str(client.make_url("/wecom/callback"))
+    return client
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ DISTRICT = ROOT / "demo" / "district.toml"
 TOKEN = "test-intake-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 _numbers = itertools.count(1)
+ADMIN_PASSWORD = "correct horse battery staple"
+# The dashboard's local admin (scrypt, as `bot.py dashboard hash-password` makes it), computed once.
+ADMIN_HASH = "scrypt$16384$8$1$c2FsdHNhbHRzYWx0c2FsdA$PJAV4qWLTjSe3lT4xOIAexIMw5uL3hBCiM6HFiXcgrY"
 
 BASE_INSTRUCTION: dict[str, Any] = {
     "issued_at": "2026-11-22T14:03:05+08:00",

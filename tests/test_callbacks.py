@@ -100,8 +100,8 @@ async def test_outcome_card_resolves_the_instruction(bot, sim, sim_client):
     assert result["status"] == 200
     assert sim.card("liuhong", feedback["task_id"])["replace_text"] == "已反馈"
     detail = await wait_state(bot, number, "resolved")
-    assert (detail["timeline"][-1]["detail"]["method"], detail["timeline"][-1]["detail"]["outcome"]) == (
-        "上门", "劝阻成功")
+    report = next(e for e in reversed(detail["timeline"]) if e["action"] == "report")
+    assert (report["detail"]["method"], report["detail"]["outcome"]) == ("上门", "劝阻成功")
     notices = await wait_for_messages(sim_client, 3, chatid="dmstation")
     assert "【反馈】" in notices[-1]["body"]["markdown"]["content"]
 
@@ -112,10 +112,11 @@ async def test_report_command_with_amount_and_note_counts_as_signing(bot, sim, s
     assert "已记录反馈" in _reply_text(result) and "挽损 10万元" in _reply_text(result)
     detail = await instruction_detail(bot, number)
     assert detail["state"] == "resolved"
-    actions = [e["action"] for e in detail["timeline"]]
-    assert actions[-2:] == ["ack", "report"]
-    assert detail["timeline"][-2]["detail"]["implicit"] is True
-    report = detail["timeline"][-1]["detail"]
+    # What people did, in order (the outbox's "delivered" events interleave as WeCom answers).
+    done = [e for e in detail["timeline"] if e["action"] not in ("delivered", "dispatched")]
+    assert [e["action"] for e in done][-2:] == ["ack", "report"]
+    assert done[-2]["detail"]["implicit"] is True
+    report = done[-1]["detail"]
     assert report == {"method": "见面", "outcome": "劝阻成功", "loss_avoided": 100000.0, "amount_lost": None,
                       "note": "老人已醒悟", "stage": "visit"}
 

@@ -32,6 +32,18 @@ ROUTES = {
     ("GET", "/api/v1/campaigns/{name}/preview"): "token",
     ("POST", "/api/v1/campaigns/{name}/run"): "token",
     ("GET", "/api/v1/campaigns/{name}/runs/{run_id}"): "token",
+    ("GET", "/dashboard/login"): "open",  # the login page
+    ("POST", "/dashboard/login"): "open",  # checks the local password (CSRF-protected)
+    ("GET", "/dashboard/oauth"): "open",  # sends the browser to WeCom's OAuth page
+    ("GET", "/dashboard/oauth/callback"): "open",  # WeCom's single-use code, checked with auth/getuserinfo
+    ("GET", "/dashboard/static"): "open",  # CSS
+    ("POST", "/dashboard/logout"): "login",
+    ("GET", "/dashboard"): "login",
+    ("GET", "/dashboard/instructions/{number}"): "login",
+    ("GET", "/dashboard/stats"): "login",
+    ("GET", "/dashboard/bulletin"): "login",
+    ("GET", "/dashboard/export/instructions.{fmt}"): "login",
+    ("GET", "/dashboard/export/bulletin.{fmt}"): "login",
     ("GET", "/healthz"): "open",  # counts only
     ("GET", "/metrics"): "open",  # counters by risk level, channel, purpose and error kind
     ("GET", "/wecom/callback"): "signature",
@@ -48,6 +60,11 @@ async def test_every_route_is_known_and_the_api_needs_a_configured_token(bot):
     wrong = ["", "Bearer", "Bearer ", "Bearer nope-nope-nope", f"Basic {TOKEN}", f"bearer{TOKEN}", f"Bearer {TOKEN}x",
              f"Bearer {TOKEN[:-1]}", "Bearer second-token-for-rotatio"]
     for (method, path), guard in ROUTES.items():
+        if guard == "login":  # without a session: sent to the login page, never served
+            url = path.replace("{number}", "1").replace("{fmt}", "xlsx")
+            resp = await bot.request(method, url, allow_redirects=False)
+            assert resp.status in (302, 303, 401, 403), (method, url, resp.status)
+            assert "/dashboard/login" in resp.headers.get("Location", "/dashboard/login"), (method, url)
         if guard != "token":
             continue
         url = path.replace("{id}", "1").replace("{name}", "no-such-campaign").replace("{run_id}", "1")

@@ -23,6 +23,8 @@ from .errors import ApiError
 from .faults import ANY_API, FaultPlan
 from .groupmsg import GroupMsgBook
 from .limits import DailyLimit, Quota, WindowLimit
+from .media import MediaStore
+from .oauth import OAuthCodes
 from .records import MessageLog, Stats, TextLog
 from .tokens import TokenStore
 
@@ -59,6 +61,8 @@ class Simulator:
         self.chat_quota = Quota(WindowLimit(200, 60), DailyLimit(10_000))
         self.robot_limit = WindowLimit(20, 60)
         self.groupmsg = GroupMsgBook()
+        self.media = MediaStore()
+        self.oauth = OAuthCodes()
         self._faults = FaultPlan()
         self._callbacks = CallbackClient(self.config, self.clock)
         self._session: aiohttp.ClientSession | None = None
@@ -146,9 +150,13 @@ class Simulator:
         return views[0]["card"] if views else None
 
     def call(
-        self, api: str, query: Mapping[str, str], raw_body: bytes | None = None, *, remote: str | None = None
+        self, api: str, query: Mapping[str, str], raw_body: bytes | None = None, *, remote: str | None = None,
+        files: dict[str, tuple[str, str, bytes]] | None = None,
     ) -> ApiResponse:
-        """Answer one API call: count it, apply faults, check the token, run the handler."""
+        """Answer one API call: count it, apply faults, check the token, run the handler.
+
+        A multipart API (media/upload) gets `files`: field name → (filename, content type, bytes).
+        """
         endpoint = ENDPOINTS[api]
         self.stats.count_call(api)
         fault = self._faults.take(api)
@@ -160,7 +168,10 @@ class Simulator:
                 raise ApiError(fault.errcode)
             if endpoint.needs_token:
                 self.tokens.check(query.get("access_token"))
-            body = _parse_body(raw_body) if endpoint.method == "POST" else {}
+            if endpoint.multipart:
+                body = dict(files or {})
+            else:
+                body = _parse_body(raw_body) if endpoint.method == "POST" else {}
             payload = endpoint.handler(self, query, body)
         except ApiError as err:
             self.stats.count_error(api, err.errcode)

@@ -69,13 +69,17 @@ class WeComClient:
             self._token = None
 
     async def call(self, method: str, path: str, body: dict[str, Any] | str | None = None,
-                   params: dict[str, str] | None = None) -> dict[str, Any]:
-        """Call an access-token API; one retry with a fresh token if WeCom rejects the token."""
+                   params: dict[str, str] | None = None,
+                   form: Callable[[], aiohttp.FormData] | None = None) -> dict[str, Any]:
+        """Call an access-token API; one retry with a fresh token if WeCom rejects the token.
+
+        `form` builds a multipart body (media/upload); a FormData is consumed by one request, hence a factory.
+        """
         for attempt in (1, 2):
             token = await self.access_token()
             try:
                 return await self._request(method, path, params={**(params or {}), "access_token": token},
-                                           body=body)
+                                           body=body, form=form() if form else None)
             except WeComTokenError:
                 self._drop_token(token)
                 if attempt == 2:
@@ -84,13 +88,15 @@ class WeComClient:
         raise AssertionError("unreachable")
 
     async def _request(self, method: str, path: str, params: dict[str, str] | None = None,
-                       body: dict[str, Any] | str | None = None) -> dict[str, Any]:
+                       body: dict[str, Any] | str | None = None,
+                       form: aiohttp.FormData | None = None) -> dict[str, Any]:
         data = None
         if body is not None:
             data = (body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)).encode("utf-8")
         try:
             async with self._session.request(
-                method, self._base + path, params=params, data=data, timeout=self._timeout,
+                method, self._base + path, params=params, data=form if form is not None else data,
+                timeout=self._timeout,
                 headers={"Content-Type": "application/json; charset=utf-8"} if data is not None else None,
             ) as resp:
                 if resp.status != 200:
@@ -131,6 +137,25 @@ class WeComClient:
     async def update_template_card(self, body: dict[str, Any] | str) -> dict[str, Any]:
         """message/update_template_card: change a sent interaction card (single-use response_code)."""
         return await self.call("POST", "message/update_template_card", body)
+
+    async def upload_media(self, kind: str, filename: str, content: bytes, content_type: str) -> str:
+        """media/upload: a temporary file (kept 3 days) for image/file messages; returns its media_id."""
+
+        def form() -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            data.add_field("media", content, filename=filename, content_type=content_type)
+            return data
+
+        payload = await self.call("POST", "media/upload", params={"type": kind}, form=form)
+        media_id = payload.get("media_id")
+        if not media_id:
+            raise WeComUnavailable(None, "media/upload answered without media_id")
+        return str(media_id)
+
+    async def user_from_oauth_code(self, code: str) -> str | None:
+        """auth/getuserinfo: the userid behind a web OAuth code (None for someone outside the corp)."""
+        payload = await self.call("GET", "auth/getuserinfo", params={"code": code})
+        return payload.get("userid") or payload.get("UserId") or None
 
 
 def invalid_users(payload: dict[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from . import appchat, externalcontact, message, token, webhook
+from . import appchat, externalcontact, media, message, token, webhook
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
@@ -21,6 +21,7 @@ class Endpoint:
     method: Literal["GET", "POST"]
     needs_token: bool
     handler: Handler
+    multipart: bool = False  # the body is a multipart form (files), not JSON
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -33,4 +34,6 @@ ENDPOINTS: dict[str, Endpoint] = {
     "webhook/send": Endpoint("POST", False, webhook.send),
     "externalcontact/add_msg_template": Endpoint("POST", True, externalcontact.add_msg_template),
     "externalcontact/get_groupmsg_send_result": Endpoint("POST", True, externalcontact.get_groupmsg_send_result),
+    "media/upload": Endpoint("POST", True, media.upload, multipart=True),
+    "auth/getuserinfo": Endpoint("GET", True, media.getuserinfo),
 }

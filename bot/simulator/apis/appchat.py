@@ -41,6 +41,8 @@ def send(sim: Simulator, query: Mapping[str, str], body: dict) -> dict:
         raise ApiError(86220 if msgtype in KNOWN_MSGTYPES else 40008)
     truncated = validate_body(msgtype, body, "appchat")
     now = sim.clock.now()
+    if msgtype in ("image", "voice", "video", "file"):
+        sim.media.check(body[msgtype].get("media_id"), msgtype, now)
     delivered, dropped = deliver(sim.chat_quota.acquire, chat.members, now)
     sim.log.append(
         at=now,
