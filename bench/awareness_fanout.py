@@ -35,7 +35,34 @@ from bot.simulator import Simulator, SimulatorConfig, create_simulator_app  # no
 
 DISTRICT = ROOT / "demo" / "district.toml"
 TOKEN = "fanout-bench-token"
-ROBOTS, CUSTOMER, APP, OWNERS, PRESSURE_ROBOTS, PRESSURE_RUNS = 1200, 1600, 200, 40, 30, 25
+OWNERS, PRESSURE_ROBOTS, PRESSURE_RUNS = 40, 30, 25
+# Per corp and API: 10,000 calls a minute (WeCom's base frequency limit, 45009 beyond).
+_CORP_API_PER_MIN = 10_000
+
+
+def mix(groups: int) -> tuple[int, int, int]:
+    """Robots, customer groups and app groups of a fan-out to `groups` groups: 40 % / 53 % / 7 %."""
+    robots, app = groups * 2 // 5, groups // 15
+    return robots, groups - robots - app, app
+
+
+ROBOTS, CUSTOMER, APP = mix(3000)
+
+
+def lower_bound(robots: int, customer: int, app: int, owners: int) -> dict:
+    """The least time WeCom's limits allow for one push to this mix, each group its own robot or member.
+
+    Each limit lets `count` messages through per `window`; a bucket with m messages must wait
+    ceil(m / count) - 1 windows. Robots (20/min) and app members (30/min) get one message each here,
+    and customer groups share one 群发 task per staff member (≤ 2,000 groups a task), so the only
+    limit that can bind is the corp-wide 10,000 calls per minute per API.
+    """
+    calls = {"webhook/send": robots, "message/send": app,
+             "externalcontact/add_msg_template": min(owners, customer) * -(-customer // (owners * 2000))}
+    per_bucket = [(1, 20, 60.0), (1, 30, 60.0), (1, 1, 86400.0)]  # per robot, per member, per group a day
+    per_api = [(n, _CORP_API_PER_MIN, 60.0) for n in calls.values()]
+    wait = max(max(0, -(-m // count) - 1) * window for m, count, window in per_bucket + per_api)
+    return {"calls": calls, "lower_bound_s": wait}
 
 
 def _district(path: Path) -> None:
@@ -58,7 +85,7 @@ def _district(path: Path) -> None:
     path.write_text("\n".join(parts), encoding="utf-8")
 
 
-async def main(pressure: bool) -> None:
+async def main(pressure: bool, as_json: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         district = Path(tmp) / "district.toml"
         _district(district)
@@ -84,6 +111,10 @@ async def main(pressure: bool) -> None:
             await bot_server.close()
             await sim_server.close()
     result["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
+    result["fanout"].update(lower_bound(ROBOTS, CUSTOMER, APP, OWNERS))
+    if as_json:  # for bench/run.py: one line of JSON, no files
+        print(json.dumps(result, ensure_ascii=False))
+        return
     out = ROOT / "bench" / "results"
     (out / "awareness_fanout.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out / "awareness_fanout.md").write_text(_markdown(result), encoding="utf-8")
@@ -157,4 +188,8 @@ def _markdown(r: dict) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-pressure", action="store_true", help="skip the one-minute robot-limit phase")
-    asyncio.run(main(not parser.parse_args().skip_pressure))
+    parser.add_argument("--groups", type=int, default=3000, help="groups in the fan-out (default 3000)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON; write no files")
+    args = parser.parse_args()
+    ROBOTS, CUSTOMER, APP = mix(args.groups)
+    asyncio.run(main(not args.skip_pressure, args.json))

@@ -23,6 +23,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -30,9 +33,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 AES_KEY = "QuanzuDemoEncodingAesKey0123456789abcdefgh0"
+CORP_ID, CORP_SECRET, AGENT_ID, CALLBACK_TOKEN = "wwbench", "bench-secret", 1000002, "BenchToken"
+API_TOKEN = "bench-token-1"
 
 
-def _port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -79,50 +84,94 @@ async def wait_http(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def run(rate: float, seconds: float, stations: int, grids: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="quanzu-bench-"))
+@dataclass
+class Pipeline:
+    """A running simulator and bot (real processes) and where to reach them."""
+
+    work: Path
+    sim_port: int
+    bot_port: int
+    bot: asyncio.subprocess.Process
+    sim: asyncio.subprocess.Process
+
+    @property
+    def bot_url(self) -> str:
+        return f"http://127.0.0.1:{self.bot_port}"
+
+    @property
+    def sim_url(self) -> str:
+        return f"http://127.0.0.1:{self.sim_port}"
+
+
+@asynccontextmanager
+async def pipeline(stations: int, grids: int, work: Path | None = None) -> AsyncIterator[Pipeline]:
+    """`bot.py simulator` and `bot.py run` (SQLite, synchronous=FULL) on a synthetic city, stopped on exit."""
+    work = work or Path(tempfile.mkdtemp(prefix="quanzu-bench-"))
     write_directory(work / "directory.toml", stations, grids)
-    sim_port, bot_port = _port(), _port()
+    sim_port, bot_port = free_port(), free_port()
     (work / "config.toml").write_text(
         f'[server]\nport = {bot_port}\n[database]\npath = "quanzu.sqlite3"\n'
-        f'[wecom]\ncorp_id = "wwbench"\ncorp_secret = "bench-secret"\nagent_id = 1000002\ntoken = "BenchToken"\n'
-        f'encoding_aes_key = "{AES_KEY}"\napi_base = "http://127.0.0.1:{sim_port}/cgi-bin/"\n'
-        f'[api]\ntokens = ["bench-token-1"]\n[directory]\npath = "directory.toml"\n[logging]\nlevel = "WARNING"\n',
+        f'[wecom]\ncorp_id = "{CORP_ID}"\ncorp_secret = "{CORP_SECRET}"\nagent_id = {AGENT_ID}\n'
+        f'token = "{CALLBACK_TOKEN}"\nencoding_aes_key = "{AES_KEY}"\n'
+        f'api_base = "http://127.0.0.1:{sim_port}/cgi-bin/"\n'
+        f'[api]\ntokens = ["{API_TOKEN}"]\n[directory]\npath = "directory.toml"\n[logging]\nlevel = "WARNING"\n'
+        # Deadlines in hours: every deadline and timer is still written, but no reminder or escalation
+        # for the thousands of instructions nobody signs falls due while a benchmark runs.
+        '[policy.high]\nack_within = "2h"\ncontact_within = "3h"\nreport_within = "6h"\nremind_before = "30m"\n'
+        'visit_ack_within = "2h"\nvisit_report_within = "6h"\n',
         encoding="utf-8",
     )
     python = sys.executable
     sim = await asyncio.create_subprocess_exec(
-        python, "bot.py", "simulator", "--port", str(sim_port), "--corp-id", "wwbench", "--corp-secret",
-        "bench-secret", "--token", "BenchToken", "--encoding-aes-key", AES_KEY, "--directory",
+        python, "bot.py", "simulator", "--port", str(sim_port), "--corp-id", CORP_ID, "--corp-secret",
+        CORP_SECRET, "--token", CALLBACK_TOKEN, "--encoding-aes-key", AES_KEY, "--directory",
         str(work / "directory.toml"), "--callback-url", f"http://127.0.0.1:{bot_port}/wecom/callback",
         cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    bot = await asyncio.create_subprocess_exec(python, "bot.py", "run", "--config", str(work / "config.toml"),
-                                               cwd=ROOT, stdout=asyncio.subprocess.DEVNULL)
+    log = os.open(work / "bot.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        bot = await asyncio.create_subprocess_exec(python, "bot.py", "run", "--config", str(work / "config.toml"),
+                                                   cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=log)
+    finally:
+        os.close(log)
     try:
         await wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats")
         await wait_http(f"http://127.0.0.1:{bot_port}/healthz")
-        return await _load(bot_port, sim_port, rate, seconds, stations, grids)
+        yield Pipeline(work, sim_port, bot_port, bot, sim)
     finally:
         for proc in (bot, sim):
-            if proc.returncode is None:
-                proc.terminate()
-            await proc.wait()
+            await stop(proc)
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+    await proc.wait()
+
+
+def instruction(n: int, stations: int, grids: int, prefix: str = "BENCH") -> dict:
+    """Instruction n of a run: high risk, each to another grid of the synthetic city."""
+    st, grid = f"S{n % stations:03d}", (n // stations) % grids
+    return {"instruction_no": f"{prefix}-{n:07d}", "issued_at": "2026-11-22T14:03:05+08:00",
+            "warning_type": "涉诈来电", "fraud_type": "刷单返利", "risk_level": "high",
+            "target": {"name": "测试对象", "phone": "13800000000"},
+            "jurisdiction": {"station": st, "grid": f"{st}-{grid:03d}"}, "summary": "压测"}
+
+
+async def run(rate: float, seconds: float, stations: int, grids: int) -> dict:
+    async with pipeline(stations, grids) as p:
+        return await _load(p.bot_port, p.sim_port, rate, seconds, stations, grids)
 
 
 async def _load(bot_port: int, sim_port: int, rate: float, seconds: float, stations: int, grids: int) -> dict:
     total = int(rate * seconds)
     sent_at: dict[int, float] = {}
     intake_ms: list[float] = []
-    headers = {"Authorization": "Bearer bench-token-1"}
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
     url = f"http://127.0.0.1:{bot_port}/api/v1/instructions"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=500)) as session:
 
         async def one(n: int) -> None:
-            st, grid = f"S{n % stations:03d}", (n // stations) % grids
-            body = {"instruction_no": f"BENCH-{n:07d}", "issued_at": "2026-11-22T14:03:05+08:00",
-                    "warning_type": "涉诈来电", "fraud_type": "刷单返利", "risk_level": "high",
-                    "target": {"name": "测试对象", "phone": "13800000000"},
-                    "jurisdiction": {"station": st, "grid": f"{st}-{grid:03d}"}, "summary": "压测"}
+            body = instruction(n, stations, grids)
             start = time.time()
             async with session.post(url, json=body, headers=headers) as resp:
                 payload = await resp.json()
@@ -146,19 +195,19 @@ async def _load(bot_port: int, sim_port: int, rate: float, seconds: float, stati
             async with session.get(f"http://127.0.0.1:{sim_port}/_sim/messages") as resp:
                 messages = (await resp.json())["messages"]
             for m in messages:
-                number = _instruction_of(m)
+                number = instruction_of(m)
                 if number is not None:
                     first_call[number] = min(first_call.get(number, m["at"]), m["at"])
             await asyncio.sleep(0.5)
     to_wecom = [(first_call[n] - sent_at[n]) * 1000 for n in sent_at if n in first_call]
     return {
         "instructions": total, "rate_target": rate, "rate_achieved": round(achieved, 1),
-        "intake_ms": _summary(intake_ms), "alert_to_wecom_ms": _summary(to_wecom),
+        "intake_ms": summary(intake_ms), "alert_to_wecom_ms": summary(to_wecom),
         "reached_wecom": len(to_wecom),
     }
 
 
-def _instruction_of(message: dict) -> int | None:
+def instruction_of(message: dict) -> int | None:
     if message.get("task_id"):
         return int(message["task_id"].split("-")[1])
     content = (message.get("body", {}).get("markdown") or {}).get("content", "")
@@ -169,7 +218,7 @@ def _instruction_of(message: dict) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def _summary(values: list[float]) -> dict:
+def summary(values: list[float]) -> dict:
     if not values:
         return {}
     return {"p50": round(statistics.median(values), 1), "p99": round(percentile(values, 99), 1),

@@ -7,6 +7,7 @@ routes from an in-memory snapshot of what the database holds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,16 @@ class Directory:
     resident_groups: dict[str, ResidentGroup] = field(default_factory=dict)
 
     def grid_workers(self, grid_code: str) -> list[Person]:
-        return [p for p in self.people.values() if p.role == "grid_worker" and p.grid_code == grid_code]
+        return list(self._workers_by_grid.get(grid_code, ()))
+
+    @cached_property
+    def _workers_by_grid(self) -> dict[str, list[Person]]:
+        # Built once per directory: scanning every person for each instruction showed in the profile.
+        index: dict[str, list[Person]] = {}
+        for p in self.people.values():
+            if p.role == "grid_worker" and p.grid_code:
+                index.setdefault(p.grid_code, []).append(p)
+        return index
 
     def group(self, code: str | None) -> ChatGroup | None:
         return self.groups.get(code) if code else None

@@ -128,7 +128,8 @@ class DeliveryWorker:
             if self._inflight or not self._breaker.may_probe(now):
                 return False
             free = 1
-        rows = await self._storage.due_outbox(now, _FETCH)
+        # Only as many as may start now: the rows carry their bodies, and this runs after every send.
+        rows = await self._storage.due_outbox(now, min(free, _FETCH))
         deferrals: list[tuple[int, float]] = []
         claims: list[OutboxRow] = []
         for row in rows:
