@@ -93,8 +93,8 @@ class DeliveryWorker:
     async def stop(self, grace: float = 5.0) -> None:
         if self._loop_task:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            # Bounded: shutting down must never hang on the loop, whatever it was awaiting.
+            await asyncio.wait({self._loop_task}, timeout=grace)
         if self._inflight:
             # Let in-flight sends record their result; anything cut off stays claimed for the next start.
             await asyncio.wait(self._inflight, timeout=grace)
@@ -161,8 +161,11 @@ class DeliveryWorker:
             next_due = await self._storage.next_due_at()
             if next_due is not None:
                 timeout = max(0.0, next_due - self._clock())
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands
+        # as its timeout fires, and stop() would then wait for this loop forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wakeup.wait()
 
     async def _deliver(self, row: OutboxRow, claimed_at: float) -> None:
         error: WeComError | None = None
