@@ -71,17 +71,22 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def wait_http(url: str) -> None:
+async def wait_http(url: str, within: float = 30.0, process: asyncio.subprocess.Process | None = None) -> None:
+    """Wait until a server answers url (any status below 500); fail early if `process` exits first."""
+    deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as session:
-        for _ in range(200):
+        while True:
             try:
                 async with session.get(url) as resp:
                     if resp.status < 500:
                         return
             except aiohttp.ClientError:
                 pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+            if process is not None and process.returncode is not None:
+                raise RuntimeError(f"process exited with {process.returncode} before {url} came up")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not come up within {within}s")
+            await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+from bench.pipeline import wait_http  # noqa: F401  (re-exported for the tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTRICT = ROOT / "demo" / "district.toml"
@@ -84,19 +84,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def wait_http(url: str, within: float = 15.0) -> None:
-    """Wait until a server answers url (any status below 500): a process under test has come up."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url) as resp:
-                    if resp.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert loop.time() < deadline, f"{url} did not come up"
-            await asyncio.sleep(0.1)

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.pipeline import write_directory  # the benchmark's synthetic city: S000…, grids S000-000…
+from bench.pipeline import wait_http, write_directory  # the benchmark's synthetic city: S000…, grids S000-000…
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -198,23 +198,6 @@ class Cluster:
 
     async def messages(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
         return (await self.sim_json(session, "/_sim/messages"))["messages"]
-
-
-async def wait_http(url: str, within: float = 30.0, process: asyncio.subprocess.Process | None = None) -> None:
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url) as resp:
-                    if resp.status < 500:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if process is not None and process.returncode is not None:
-                raise RuntimeError(f"process exited with {process.returncode} before {url} came up")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not come up within {within}s")
-            await asyncio.sleep(0.05)
 
 
 async def post_instruction(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
