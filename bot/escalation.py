@@ -60,6 +60,7 @@ class Escalations:
         self._wake = wake
         self._settings = settings
         self._roster_version: str | None = None
+        self._gaps_warned: set[str] = set()  # known to be recorded; spares a write transaction per sweep
 
     async def sweep(self) -> int:
         """One pass: pick up a newly imported roster, fire due timers, warn about roster gaps."""
@@ -196,6 +197,8 @@ class Escalations:
             if station is None:
                 continue
             for gap in planner.roster.gaps(code, now, now + self._settings.roster_gap_warning):
+                if gap.key in self._gaps_warned:
+                    continue
                 stand_in = directory.people.get(station.duty_officer or station.leader or "")
                 content = self._renderer.macro(_TEMPLATE, "roster_gap", station=station, gap=gap, now=now,
                                                stand_in=stand_in)
@@ -208,6 +211,7 @@ class Escalations:
                 if await self._storage.warn_roster_gap(gap.key, messages, now):
                     _LOGGER.warning("duty roster gap", extra={"station": code, "gap": gap.key})
                     warned += 1
+                self._gaps_warned.add(gap.key)  # warned now, or before this process started
         return warned
 
 

@@ -117,7 +117,7 @@ async def show(request: web.Request) -> web.Response:
 async def _deadlines(storage: Storage, instruction_id: int, now: float) -> dict[str, Any]:
     """Each deadline with how late it was met (or is, while open), and each timer of its ladder."""
     deadlines = await storage.deadlines(instruction_id)
-    due = {d.id: d.due_at for d in deadlines}
+    by_id = {d.id: d for d in deadlines}
     return {
         "deadlines": [
             {"stage": d.stage, "milestone": d.milestone, "label": MILESTONE_LABELS[(d.stage, d.milestone)],
@@ -127,12 +127,11 @@ async def _deadlines(storage: Storage, instruction_id: int, now: float) -> dict[
             for d in deadlines
         ],
         "escalations": [
-            {"stage": d.stage, "milestone": d.milestone, "step": t.step, "notify": t.notify,
-             "label": LADDER_LABELS[t.notify], "fire_at": iso(t.fire_at), "state": t.state,
+            {"stage": by_id[t.deadline_id].stage, "milestone": by_id[t.deadline_id].milestone, "step": t.step,
+             "notify": t.notify, "label": LADDER_LABELS[t.notify], "fire_at": iso(t.fire_at), "state": t.state,
              "fired_at": _iso_or_none(t.fired_at),
-             "late_seconds": _late(due[t.deadline_id], t.fired_at) if t.fired_at is not None else None}
+             "late_seconds": _late(by_id[t.deadline_id].due_at, t.fired_at) if t.fired_at is not None else None}
             for t in await storage.timers(instruction_id)
-            for d in deadlines if d.id == t.deadline_id
         ],
     }
 
