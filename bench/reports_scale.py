@@ -31,13 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot.config import DatabaseSettings  # noqa: E402
 from bot.lifecycle import OPEN_STATES  # noqa: E402
 from bot.reports.figures import compute_figures  # noqa: E402
 from bot.reports.models import ReportFilter, day_number  # noqa: E402
 from bot.reports.periods import daily_period, weekly_period  # noqa: E402
 from bot.reports.synthetic import big_city, generate  # noqa: E402
 from storage import open_storage  # noqa: E402
-from storage.reports_sqlite import insert_history_sync  # noqa: E402
+from storage.reports_sql import insert_history_sync  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -88,7 +89,7 @@ def _ensure_history(db: Path, rows: int, days: int, stations: int, fresh: bool) 
     db.parent.mkdir(parents=True, exist_ok=True)
 
     async def migrate() -> None:
-        await (await open_storage(db, "OFF")).close()
+        await (await open_storage(DatabaseSettings(path=db, synchronous="OFF"))).close()
 
     asyncio.run(migrate())
     started = time.monotonic()
@@ -114,9 +115,9 @@ def _ensure_history(db: Path, rows: int, days: int, stations: int, fresh: bool) 
 
 
 async def _time_queries(db: Path, now: float, runs: int, cache_mib: int) -> list[dict]:
-    storage = await open_storage(db, "NORMAL")
+    storage = await open_storage(DatabaseSettings(path=db, synchronous="NORMAL"))
     if cache_mib:
-        await storage._conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+        await storage.engine._reader.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
     station = "S007"
     today = day_number(now)
     cases = [

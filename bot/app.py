@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot.actions import Actions
 from bot.awareness.service import AWARENESS, AwarenessService
+from bot.cluster import Cluster
 from bot.commands import Commands
 from bot.config import Settings
 from bot.directory import Directory, load_directory_file
@@ -50,6 +51,7 @@ class Services:
     scheduler: Scheduler
     escalations: Escalations
     bulletins: Bulletins
+    cluster: Cluster
 
     @property
     def directory(self) -> Directory:
@@ -78,10 +80,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     clock = app[CLOCK]
     # Fail fast on a broken directory file, before touching the database.
     directory_file = load_directory_file(settings.directory.path)
-    storage = await open_storage(settings.database.path, settings.database.synchronous)
+    storage = await open_storage(settings.database)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
     worker: DeliveryWorker | None = None
-    scheduler = Scheduler()
+    cluster: Cluster | None = None
     try:
         await storage.replace_directory(directory_file)
         directory = await storage.load_directory()
@@ -96,7 +98,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             # Looked up on each use, so that a reloaded directory (a new planner) takes effect at once.
             return app[SERVICES].planner
 
-        worker = DeliveryWorker(storage, wecom, settings.delivery, metrics, renderer, current_planner, clock)
+        worker = DeliveryWorker(storage, wecom, settings.delivery, metrics, renderer, current_planner, clock,
+                                poll_interval=settings.cluster.poll_interval if storage.shared else None)
+        cluster = Cluster(storage, settings.cluster, worker.wake)
+        scheduler = Scheduler(cluster.leads)
         intake = IntakeService(storage, current_planner, worker.wake, metrics, clock)
         actions = Actions(storage, current_planner, renderer, clock, worker.wake)
         inbox = Inbox(storage, actions, Commands(actions, renderer), current_planner, clock, worker.wake)
@@ -106,12 +111,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         bulletins = Bulletins(storage, current_planner, renderer, wecom, clock, settings.bulletin, settings.public_url,
                               worker.wake)
         services = Services(settings, clock, storage, metrics, renderer, wecom, planner, worker, intake, actions,
-                            inbox, crypto, scheduler, escalations, bulletins=bulletins)
+                            inbox, crypto, scheduler, escalations, bulletins=bulletins, cluster=cluster)
         app[SERVICES] = services
         await escalations.refresh_roster(force=True)  # before the first instruction is routed
         app[AWARENESS] = AwarenessService(settings, storage, wecom, renderer, current_planner, clock, worker.wake)
         await app[AWARENESS].start(list(directory_file.resident_groups.values()))
         scheduler.every(settings.awareness.check_interval, app[AWARENESS].tick, "awareness")
+        await cluster.start()  # before the worker: takes back what a stopped process had claimed
         await worker.start()
         resumed = await inbox.resume()
         if resumed:
@@ -121,14 +127,17 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         scheduler.start()
         _LOGGER.info("quanzu started", extra={
             "stations": len(directory.stations), "grids": len(directory.grids), "people": len(directory.people),
-            "database": str(settings.database.path), "wecom_api": settings.wecom.api_base,
+            "database": "postgresql" if storage.shared else str(settings.database.path),
+            "instance": storage.instance_id, "wecom_api": settings.wecom.api_base,
         })
         yield
     finally:
-        scheduler.stop()
         if SERVICES in app:
+            app[SERVICES].scheduler.stop()
             await app[SERVICES].inbox.stop()
         if worker is not None:
             await worker.stop()
+        if cluster is not None:
+            await cluster.stop()
         await session.close()
         await storage.close()

@@ -28,6 +28,17 @@ class ServerSettings:
 class DatabaseSettings:
     path: Path = Path("data/quanzu.sqlite3")
     synchronous: str = "FULL"  # FULL: a 202 means the row survives power loss, not just a crash
+    url: str = ""  # postgresql://user:password@host:5432/db: PostgreSQL instead of the SQLite file at `path`
+    pool_size: int = 10  # PostgreSQL connections per instance
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Several instances on one PostgreSQL database (ignored with SQLite, which runs one process)."""
+
+    heartbeat_interval: float = 2.0  # seconds between an instance's "still alive" (and lease renewals)
+    dead_after: float = 15.0  # no heartbeat for this long: its claimed messages and its lease are taken over
+    poll_interval: float = 1.0  # how often the sender looks for messages other instances queued or left
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ class Settings:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     escalation: EscalationSettings = field(default_factory=EscalationSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     policies: dict[str, Policy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
     awareness: AwarenessSettings = field(default_factory=AwarenessSettings)
     bulletin: BulletinSettings = field(default_factory=BulletinSettings)
@@ -142,7 +154,7 @@ def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
 def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     """Turn a parsed TOML document into Settings, naming the first wrong key."""
     known = {"server", "database", "wecom", "api", "directory", "delivery", "logging", "escalation", "policy",
-             "awareness", "bulletin", "dashboard"}
+             "awareness", "bulletin", "dashboard", "cluster"}
     for section in raw:
         if section not in known:
             raise ConfigError(f"unknown section [{section}]")
@@ -160,6 +172,9 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     sync = _get(database, "database.synchronous", str, "FULL").upper()
     if sync not in {"FULL", "NORMAL", "EXTRA"}:
         raise ConfigError("database.synchronous must be FULL, NORMAL or EXTRA")
+    db_url = _get(database, "database.url", str, "")
+    if db_url and not db_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("database.url must be a postgresql:// URL (or empty for the SQLite file at database.path)")
 
     api_base = _get(wecom, "wecom.api_base", str, REAL_WECOM_API)
     if not api_base.endswith("/"):
@@ -193,7 +208,11 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
             port=_port(_get(server, "server.port", int, 8080), "server.port"),
             public_url=_get(server, "server.public_url", str, "").rstrip("/"),
         ),
-        database=DatabaseSettings(path=_resolve(base_dir, db_path), synchronous=sync),
+        database=DatabaseSettings(
+            path=_resolve(base_dir, db_path), synchronous=sync, url=db_url,
+            pool_size=_positive(_get(database, "database.pool_size", int, 10), "database.pool_size"),
+        ),
+        cluster=_cluster(_section(raw, "cluster")),
         wecom=wecom_settings,
         api=ApiSettings(
             tokens=tuple(tokens),
@@ -220,6 +239,16 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
         bulletin=_bulletin(_section(raw, "bulletin")),
         dashboard=_dashboard(_section(raw, "dashboard")),
     )
+
+
+def _cluster(raw: dict[str, Any]) -> ClusterSettings:
+    values = {
+        name: _positive(float(_get(raw, f"cluster.{name}", (int, float), default)), f"cluster.{name}")
+        for name, default in (("heartbeat_interval", 2.0), ("dead_after", 15.0), ("poll_interval", 1.0))
+    }
+    if values["dead_after"] < 3 * values["heartbeat_interval"]:
+        raise ConfigError("cluster.dead_after must be at least three heartbeat_intervals")
+    return ClusterSettings(**values)
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

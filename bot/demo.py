@@ -88,7 +88,7 @@ async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081, history: b
     seed_simulator(sim, directory)
 
     if history:  # before the bot starts, so that its first look for due bulletins sees the history
-        storage = await open_storage(settings.database.path, settings.database.synchronous)
+        storage = await open_storage(settings.database)
         try:
             await seed_history(storage, directory, time.time())
         finally:

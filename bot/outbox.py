@@ -1,7 +1,8 @@
 """The delivery worker: sends outbox rows to WeCom, at most once per row as WeCom sees it.
 
-The database is the queue. An in-memory event only wakes the worker early; on start it takes back
-rows a previous process had claimed and rebuilds the rate-limit windows from the send history.
+The database is the queue. An in-memory event only wakes the worker early (with other instances on
+the same database it also looks every [cluster] poll_interval); on start it rebuilds the rate-limit
+windows from the send history. Rows a stopped process had claimed are taken back by bot/cluster.py.
 Order: most urgent risk first, then oldest.
 
 An outage of WeCom (unreachable, 5xx, errcode -1) spends no attempts: the breaker in bot/outage.py holds
@@ -12,6 +13,8 @@ never make a message fail either: it waits for the window.
 Exactly-once: a row is claimed (state 'sending', committed) before its HTTP call and marked sent
 after. A crash in between leaves the row claimed; it is re-sent byte for byte, and for personal
 cards WeCom's duplicate check (and the card's unique task_id) keeps the person from seeing it twice.
+A claim only succeeds on a row still pending, so of several instances reading the same queue exactly
+one sends each row.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class DeliveryWorker:
 
     def __init__(self, storage: Storage, client: WeComClient, settings: DeliverySettings, metrics: Metrics,
                  renderer: Renderer, planner: Callable[[], DispatchPlanner],
-                 clock: Callable[[], float] = time.time, limiter: SendLimiter | None = None) -> None:
+                 clock: Callable[[], float] = time.time, limiter: SendLimiter | None = None,
+                 poll_interval: float | None = None) -> None:
         self._storage = storage
         self._client = client
         self._settings = settings
@@ -68,6 +72,7 @@ class DeliveryWorker:
         self._planner = planner
         self._clock = clock
         self._limiter = limiter or SendLimiter()
+        self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         # `concurrency` bounds the WeCom calls in flight; recording results in the database happens
@@ -83,9 +88,6 @@ class DeliveryWorker:
         return self._breaker.open_since
 
     async def start(self) -> None:
-        released = await self._storage.release_claims()
-        if released:
-            _LOGGER.warning("re-queued %d messages claimed before the last shutdown", released)
         for at, keys in await self._storage.recent_attempts(self._clock() - 86400):
             self._limiter.record(keys, at)
         self._loop_task = asyncio.create_task(self._run(), name="outbox-worker")
@@ -142,8 +144,10 @@ class DeliveryWorker:
             self._limiter.record(row.rate_keys, now)
             claims.append(row)
         await self._storage.defer(deferrals)
-        await self._storage.claim([r.id for r in claims], now)
+        claimed = await self._storage.claim([r.id for r in claims], now)
         for row in claims:
+            if row.id not in claimed:  # another instance took it first
+                continue
             task = asyncio.create_task(self._deliver(_claimed(row), now), name=f"deliver-{row.id}")
             self._inflight.add(task)
             task.add_done_callback(self._send_done)
@@ -161,6 +165,8 @@ class DeliveryWorker:
             next_due = await self._storage.next_due_at()
             if next_due is not None:
                 timeout = max(0.0, next_due - self._clock())
+        if self._poll_interval is not None:
+            timeout = self._poll_interval if timeout is None else min(timeout, self._poll_interval)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands
         # as its timeout fires, and stop() would then wait for this loop forever.
         with contextlib.suppress(TimeoutError):

@@ -25,7 +25,7 @@ async def import_file(config_path: str, data: bytes, csv_path: str) -> int:
         for problem in err.problems:
             print(f"  {problem}")
         return 1
-    storage = await open_storage(settings.database.path, settings.database.synchronous)
+    storage = await open_storage(settings.database)
     try:
         await storage.replace_shifts(shifts, time.time())
         book = RosterBook(await storage.load_shifts(), directory)
@@ -42,7 +42,7 @@ async def import_file(config_path: str, data: bytes, csv_path: str) -> int:
 async def show(config_path: str, as_json: bool) -> int:
     settings = load_settings(config_path)
     directory = load_directory_file(settings.directory.path)
-    storage = await open_storage(settings.database.path, settings.database.synchronous)
+    storage = await open_storage(settings.database)
     try:
         book = RosterBook(await storage.load_shifts(), directory)
     finally:

@@ -24,10 +24,15 @@ Job = Callable[[], Awaitable[object]]
 
 
 class Scheduler:
-    """Owns one AsyncIOScheduler; jobs are registered before start() and never overlap themselves."""
+    """Owns one AsyncIOScheduler; jobs are registered before start() and never overlap themselves.
 
-    def __init__(self) -> None:
+    `leads` says whether this instance runs scheduled work now (bot/cluster.py: one instance of a
+    cluster does); a job whose time comes on another instance does nothing there.
+    """
+
+    def __init__(self, leads: Callable[[], bool] = lambda: True) -> None:
         self._aps = AsyncIOScheduler(timezone=SHANGHAI)
+        self._leads = leads
 
     def every(self, seconds: float, job: Job, name: str) -> None:
         """Run job every `seconds`, the first time as soon as the scheduler starts."""
@@ -48,9 +53,10 @@ class Scheduler:
         if self._aps.running:
             self._aps.shutdown(wait=False)
 
-    @staticmethod
-    def _guarded(job: Job, name: str) -> Job:
+    def _guarded(self, job: Job, name: str) -> Job:
         async def run() -> None:
+            if not self._leads():
+                return
             try:
                 await job()
             except Exception:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from aiohttp import web
 
 from bot.app import SERVICES
@@ -12,11 +14,16 @@ routes = web.RouteTableDef()
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    storage = services.storage
     try:
-        counts = await services.storage.outbox_counts()
+        counts = await storage.outbox_counts()
+        body = {"status": "ok", "outbox": counts, "instance": storage.instance_id,
+                "runs_scheduled_work": services.cluster.leads()}
+        if storage.shared:  # the instances on this database and the lease holder
+            body["cluster"] = await storage.cluster_view(time.time() - services.settings.cluster.dead_after)
     except Exception as err:
         return web.json_response({"status": "error", "database": str(err)}, status=503)
-    return web.json_response({"status": "ok", "outbox": counts})
+    return web.json_response(body)
 
 
 @routes.get("/metrics")

@@ -1,6 +1,14 @@
-"""Fixtures: a real WeCom simulator over HTTP, a real SQLite file, the real app factory."""
+"""Fixtures: a real WeCom simulator over HTTP, a real database, the real app factory.
+
+The database is a SQLite file in the test's folder, or with QUANZU_TEST_BACKEND=postgresql a fresh
+schema of the local PostgreSQL (tests/pg.py); scripts/test runs the suite once for each.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import os
 
 import pytest
 
@@ -12,10 +20,46 @@ from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
 from bot.simulator.clock import SimClock
 from tests.browser import chromium
 from tests.helpers import DISTRICT, TOKEN
+from tests.pg import drop_left_schemas, new_pg_schema
+
+BACKEND = os.environ.get("QUANZU_TEST_BACKEND", "sqlite")
+if BACKEND not in {"sqlite", "postgresql"}:
+    raise RuntimeError("QUANZU_TEST_BACKEND must be sqlite or postgresql")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sim_start(epoch): start the simulator's (and bot's) clock at this time")
+    config.addinivalue_line("markers", "sqlite_only: about the SQLite file itself (skipped on PostgreSQL)")
+
+
+def pytest_report_header(config):
+    return f"storage backend: {BACKEND}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    asyncio.run(drop_left_schemas())
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND != "sqlite":
+        skip = pytest.mark.skip(reason="about the SQLite file itself")
+        for item in items:
+            if item.get_closest_marker("sqlite_only"):
+                item.add_marker(skip)
+
+
+@pytest.fixture
+async def database(tmp_path):
+    """The [database] section of the bots a test starts (a fresh, empty database)."""
+    if BACKEND == "postgresql":
+        return {"url": await new_pg_schema()}
+    return {"path": str(tmp_path / "quanzu.sqlite3")}
+
+
+@pytest.fixture
+def db_toml(database) -> str:
+    """The same as the lines of a [database] section, for tests that write a config file."""
+    return "\n".join(f"{key} = {json.dumps(value)}" for key, value in database.items())
 
 
 @pytest.fixture
@@ -41,12 +85,12 @@ async def sim_client(aiohttp_client, sim_server):
 
 
 @pytest.fixture
-def make_settings(tmp_path, sim):
+def make_settings(sim, database):
     """Settings for a bot talking to the simulator; overrides per section."""
 
     def build(sim_url: str, **sections):
         raw = {
-            "database": {"path": str(tmp_path / "quanzu.sqlite3")},
+            "database": dict(database),
             "wecom": {
                 "corp_id": sim.config.corp_id,
                 "corp_secret": sim.config.corp_secret,

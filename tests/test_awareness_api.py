@@ -91,12 +91,12 @@ async def _cli(*args: str) -> tuple[int, str]:
     return process.returncode, out.decode()
 
 
-async def test_campaign_command_lists_previews_and_runs(tmp_path):
+async def test_campaign_command_lists_previews_and_runs(tmp_path, db_toml):
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
 [database]
-path = "quanzu.sqlite3"
+{db_toml}
 [wecom]
 corp_id = "wwcli"
 corp_secret = "cli-secret"

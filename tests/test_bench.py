@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.profiling import top_frames
 from bench.run import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.sqlite_only  # the harness measures the embedded default
 
 
 def test_quick_run_writes_well_formed_results(tmp_path):

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from bot.app import create_app
-from bot.config import BulletinSettings
+from bot.config import BulletinSettings, DatabaseSettings
 from bot.render import Renderer
 from bot.reports.bulletin import bulletin_parts
 from bot.reports.figures import compute_figures
@@ -43,8 +43,8 @@ def _seed(h: History, iid: int, received: float, *, sign: float | None, contact:
 
 
 @pytest.fixture
-async def store(tmp_path):
-    storage = await open_storage(tmp_path / "reports.sqlite3")
+async def store(database):
+    storage = await open_storage(DatabaseSettings(**database))
     yield storage
     await storage.close()
 

@@ -332,7 +332,7 @@ async def test_callback_stored_before_a_crash_is_finished_at_start(aiohttp_clien
     number = await _dispatched(first, sim_client)
     await first.close()
     # What a crash right after storing a callback leaves behind: stored, not acted on.
-    storage = await open_storage(settings.database.path)
+    storage = await open_storage(settings.database)
     plaintext = (f"<xml><ToUserName>{sim.config.corp_id}</ToUserName><FromUserName>liuhong</FromUserName>"
                  f"<CreateTime>1</CreateTime><MsgType>text</MsgType><Content>签收 {number}</Content>"
                  f"<MsgId>42</MsgId></xml>")

@@ -11,7 +11,7 @@ import aiohttp
 from tests.helpers import DISTRICT, ROOT, free_port, instruction, wait_http
 
 
-async def test_run_and_simulator_commands_deliver_an_instruction(tmp_path):
+async def test_run_and_simulator_commands_deliver_an_instruction(tmp_path, database, db_toml):
     sim_port, bot_port = free_port(), free_port()
     config = tmp_path / "config.toml"
     config.write_text(
@@ -19,7 +19,7 @@ async def test_run_and_simulator_commands_deliver_an_instruction(tmp_path):
 [server]
 port = {bot_port}
 [database]
-path = "quanzu.sqlite3"
+{db_toml}
 [wecom]
 corp_id = "wwcli"
 corp_secret = "cli-secret"
@@ -62,7 +62,8 @@ path = "{DISTRICT}"
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 10)
         log_file.close()
-    assert (tmp_path / "quanzu.sqlite3").exists()
+    if "path" in database:
+        assert (tmp_path / "quanzu.sqlite3").exists()
     log = log_path.read_text(encoding="utf-8")
     assert "cli-secret" not in log  # secrets never reach the log
     assert "quanzu started" in log

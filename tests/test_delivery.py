@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from bot.app import create_app
+from storage import open_storage
 from tests.conftest import services
 from tests.helpers import (
     AUTH,
@@ -225,8 +224,10 @@ async def test_card_claimed_when_the_bot_died_is_not_shown_twice(
     await wait_state(first, number, "dispatched")
     await first.close()
     # The state a crash right after WeCom accepted the cards leaves behind: claimed, not marked sent.
-    with sqlite3.connect(settings.database.path) as db:
-        db.execute("UPDATE outbox SET state = 'sending' WHERE purpose = 'assignee_card'")
+    storage = await open_storage(settings.database)
+    async with storage.engine.transaction() as db:
+        await db.execute("UPDATE outbox SET state = 'sending', claimed_by = 'gone' WHERE purpose = 'assignee_card'")
+    await storage.close()
 
     second = await aiohttp_client(create_app(settings, clock=sim.clock.now))
     await wait_detail(second, number, lambda d: all(

@@ -5,7 +5,11 @@ The full drill (5,000 instructions, 5 kills) is bench/drills/crash.py; this runs
 
 from __future__ import annotations
 
+import pytest
+
 from bench.drills.crash import run_crash
+
+pytestmark = pytest.mark.sqlite_only  # the drill's harness runs the bot on SQLite; PostgreSQL: tests/test_cluster.py
 
 # At most [delivery] concurrency × 4 rows are claimed at once (bot/outbox.py): a kill can repeat no more.
 _MAX_IN_FLIGHT = 16 * 4

@@ -20,12 +20,14 @@ from storage.sqlite import SQLiteStorage, migrations
 from tests.conftest import services
 from tests.helpers import AUTH, ROOT, instruction, instruction_detail, wait_state
 
+pytestmark = pytest.mark.sqlite_only
+
 
 async def test_sqlite_runs_in_wal_mode_with_the_configured_durability(aiohttp_client, sim_server, sim, make_settings):
     for setting, level in (("FULL", 2), ("NORMAL", 1)):
         settings = make_settings(str(sim_server.make_url("")).rstrip("/"), database={"synchronous": setting})
         client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
-        db = services(client).storage._writer  # the connection that commits
+        db = services(client).storage.engine._writer  # the connection that commits
         assert (await (await db.execute("PRAGMA journal_mode")).fetchone())[0] == "wal"
         assert (await (await db.execute("PRAGMA synchronous")).fetchone())[0] == level
         await client.close()

@@ -20,14 +20,14 @@ import aiohttp
 from tests.helpers import AUTH, DISTRICT, ROOT, TOKEN, eventually, free_port, instruction, sim_messages, wait_http
 
 
-def _config(tmp_path, sim, sim_url: str, port: int):
+def _config(tmp_path, sim, sim_url: str, port: int, db_toml: str):
     config = tmp_path / "config.toml"
     c = sim.config
     config.write_text(f"""
 [server]
 port = {port}
 [database]
-path = "quanzu.sqlite3"
+{db_toml}
 [wecom]
 corp_id = {json.dumps(c.corp_id)}
 corp_secret = {json.dumps(c.corp_secret)}
@@ -68,10 +68,10 @@ def _count(messages: list[dict], marker: str) -> int:
     return sum(marker in _text(m) for m in messages)
 
 
-async def test_sigkill_mid_ladder_each_step_fires_exactly_once(tmp_path, sim, sim_server, sim_client):
+async def test_sigkill_mid_ladder_each_step_fires_exactly_once(tmp_path, sim, sim_server, sim_client, db_toml):
     sim_url = str(sim_server.make_url("")).rstrip("/")
     port = free_port()
-    config = _config(tmp_path, sim, sim_url, port)
+    config = _config(tmp_path, sim, sim_url, port, db_toml)
     bot = await _start(config, tmp_path, port)
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=AUTH) as http:

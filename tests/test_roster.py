@@ -200,11 +200,11 @@ async def test_a_bad_roster_is_refused_whole_with_reasons(bot, sim):
     assert (await bot.post("/api/v1/rosters", data=roster)).status == 401
 
 
-async def test_roster_command_line_imports_and_shows(tmp_path):
+async def test_roster_command_line_imports_and_shows(tmp_path, db_toml):
     config = tmp_path / "config.toml"
     config.write_text(
         (ROOT / "demo" / "config.toml").read_text(encoding="utf-8")
-        .replace('"../data/demo.sqlite3"', json.dumps(str(tmp_path / "q.sqlite3")))
+        .replace('path = "../data/demo.sqlite3"', db_toml)
         .replace('"district.toml"', json.dumps(str(DISTRICT))),
         encoding="utf-8",
     )

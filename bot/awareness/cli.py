@@ -28,7 +28,7 @@ def main(action: str, name: str | None, config_path: str) -> int:
 
 async def _main(settings: Settings, action: str, name: str) -> int:
     directory = load_directory_file(settings.directory.path)
-    storage: Storage = await open_storage(settings.database.path, settings.database.synchronous)
+    storage: Storage = await open_storage(settings.database)
     try:
         renderer = Renderer()
         planner = DispatchPlanner(directory, renderer, settings.wecom.agent_id, "cli")

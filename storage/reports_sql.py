@@ -1,4 +1,4 @@
-"""SQL of the bulletins, the dashboard and the exports, as a mixin of SQLiteStorage.
+"""SQL of the bulletins, the dashboard and the exports, as a mixin of SQLStorage.
 
 Period figures read report_facts (migration 006: one narrow row per instruction, clustered by day and
 kept by triggers); the board and the overdue list read instructions and open deadlines through their
@@ -62,8 +62,8 @@ def insert_history_sync(conn: sqlite3.Connection, history: History) -> None:
 _PART_SPACING = 0.5
 
 
-class ReportsSQLite:
-    """Report queries; mixed into SQLiteStorage, whose connection, _transaction() and _insert_outbox() they use."""
+class ReportsSQL:
+    """Report queries; mixed into SQLStorage, whose _read, _transaction() and _insert_outbox() they use."""
 
     async def report_groups(self, flt: ReportFilter, by: str) -> list[FactGroup]:
         """Counts and sums over flt's day range per day, station or outcome (`by`).
@@ -74,22 +74,23 @@ class ReportsSQLite:
             raise ValueError(f"cannot group by {by!r}")
         if flt.fraud_type or flt.states is not None or flt.assignee:
             where, args = _where(flt, "facts")
-            sql = (f"SELECT {by}, COUNT(*), SUM(acked_at IS NOT NULL), SUM(ack_ontime), SUM(contact_at IS NOT NULL),"
-                   " SUM(visit OR COALESCE(contact_method IN ('见面', '上门'), 0)), TOTAL(loss_avoided),"
-                   f" TOTAL(amount_lost) FROM report_facts f WHERE {where} GROUP BY {by}")
+            sql = (f"SELECT {by}, COUNT(*), COUNT(acked_at), SUM(ack_ontime), COUNT(contact_at),"
+                   " SUM(CASE WHEN visit = 1 OR contact_method IN ('见面', '上门') THEN 1 ELSE 0 END),"
+                   " COALESCE(SUM(loss_avoided), 0.0), COALESCE(SUM(amount_lost), 0.0)"
+                   f" FROM report_facts f WHERE {where} GROUP BY {by}")
         else:
             where, args = _where(flt, "daily")
             key = by if by == "day" else f"NULLIF({by}, '')"
             sql = (f"SELECT {key}, SUM(received), SUM(signed), SUM(ack_ontime), SUM(contacted), SUM(visits),"
-                   f" TOTAL(loss_avoided), TOTAL(amount_lost) FROM report_daily r WHERE {where} GROUP BY {by}"
-                   " HAVING SUM(received) > 0")
-        return [FactGroup(*r) for r in await self._conn.execute_fetchall(sql, args)]
+                   " COALESCE(SUM(loss_avoided), 0.0), COALESCE(SUM(amount_lost), 0.0)"
+                   f" FROM report_daily r WHERE {where} GROUP BY {by} HAVING SUM(received) > 0")
+        return [FactGroup(*r) for r in await self._read.fetchall(sql, args)]
 
     async def report_durations(self, flt: ReportFilter) -> list[tuple[str | None, float | None, float | None]]:
         """(station, seconds to the first sign-for, seconds to phone contact) of each instruction in flt's day
         range that got that far: a range read of report_facts, returned as plain tuples."""
         where, args = _where(flt, "facts")
-        return await self._conn.execute_fetchall(
+        return await self._read.fetchall(
             "SELECT station, acked_at - received_at, contact_at - received_at FROM report_facts f"
             f" WHERE {where} AND (acked_at IS NOT NULL OR contact_at IS NOT NULL)",
             args,
@@ -104,14 +105,17 @@ class ReportsSQLite:
             f" WHERE d.state = 'open' AND d.due_at < ? AND {where}"
         )
         counts = {
-            r[0]: r[1] for r in await self._conn.execute_fetchall(
+            r[0]: r[1] for r in await self._read.fetchall(
                 f"SELECT i.routed_station, COUNT(DISTINCT d.instruction_id) {base} GROUP BY i.routed_station",
                 [now, *args],
             )
         }
-        rows = await self._conn.execute_fetchall(
+        # Each instruction once, with its earliest open deadline (the one overdue longest).
+        rows = await self._read.fetchall(
             "SELECT i.id, i.routed_station, i.risk_level, i.fraud_type, i.state, i.received_at, d.stage,"
-            f" d.milestone, MIN(d.due_at) AS due {base} GROUP BY i.id ORDER BY due, i.id LIMIT ?",
+            f" d.milestone, d.due_at {base} AND d.id = (SELECT e.id FROM deadlines e"
+            " WHERE e.instruction_id = d.instruction_id AND e.state = 'open' ORDER BY e.due_at, e.id LIMIT 1)"
+            " ORDER BY d.due_at, i.id LIMIT ?",
             [now, *args, limit],
         )
         return counts, [OverdueItem(*r) for r in rows]
@@ -120,20 +124,20 @@ class ReportsSQLite:
         """The newest `limit` instructions matching flt, with counts by state and of the overdue."""
         where, args = _where(flt, "instructions")
         by_state = {
-            r[0]: r[1] for r in await self._conn.execute_fetchall(
+            r[0]: r[1] for r in await self._read.fetchall(
                 f"SELECT i.state, COUNT(*) FROM instructions i WHERE {where} GROUP BY i.state", args
             )
         }
-        (overdue,) = await (await self._conn.execute(
+        overdue = await self._read.fetchval(
             "SELECT COUNT(DISTINCT d.instruction_id) FROM deadlines d JOIN instructions i ON i.id = d.instruction_id"
             f" WHERE d.state = 'open' AND d.due_at < ? AND {where}", [now, *args],
-        )).fetchone()
+        )
         return Board(await self.instruction_rows(flt, limit), sum(by_state.values()), by_state, overdue)
 
     async def instruction_rows(self, flt: ReportFilter, limit: int) -> list[BoardRow]:
         """Instructions matching flt, newest first, at most `limit` (the board's list and the exports)."""
         where, args = _where(flt, "instructions")
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read.fetchall(
             f"SELECT {_BOARD_COLUMNS} FROM instructions i WHERE {where}"
             # "+": order by sorting what the state/station index found, never by walking the whole
             # history backwards through instructions_received looking for the few open ones.
@@ -144,7 +148,7 @@ class ReportsSQLite:
 
     async def fraud_types(self, first_day: int) -> list[str]:
         """The fraud types seen since first_day, most frequent first (the filter's choices)."""
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read.fetchall(
             "SELECT fraud_type FROM report_facts WHERE day >= ? GROUP BY fraud_type ORDER BY COUNT(*) DESC LIMIT 50",
             (first_day,),
         )
@@ -155,34 +159,33 @@ class ReportsSQLite:
         async with self._transaction() as db:
             for table, sql in _HISTORY_SQL:
                 await db.executemany(sql, getattr(history, table))
+            await self._after_explicit_ids(db, "instructions")
 
     async def max_instruction_id(self) -> int:
-        (value,) = await (await self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM instructions")).fetchone()
-        return value
+        return await self._read.fetchval("SELECT COALESCE(MAX(id), 0) FROM instructions")
 
     async def meta_default(self, key: str, value: str) -> str:
         """The stored value of a meta key, storing `value` first if there is none (e.g. a generated secret)."""
         async with self._transaction() as db:
-            await db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)", (key, value))
-            (stored,) = await (await db.execute("SELECT value FROM meta WHERE key = ?", (key,))).fetchone()
-            return stored
+            await db.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            return await db.fetchval("SELECT value FROM meta WHERE key = ?", (key,))
 
     async def bulletin_sent(self, kind: str, first_day: int) -> bool:
-        row = await (await self._conn.execute(
+        row = await self._read.fetchone(
             "SELECT 1 FROM bulletin_runs WHERE kind = ? AND period_start = ?", (kind, first_day)
-        )).fetchone()
+        )
         return row is not None
 
     async def record_bulletin(self, kind: str, first_day: int, messages: Sequence[OutboxMessage],
                               summary: dict[str, Any], now: float) -> bool:
         """Record a bulletin run and queue its messages, in one transaction; False if it was sent before."""
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO bulletin_runs(kind, period_start, created_at, messages, summary)"
-                " VALUES (?, ?, ?, ?, ?)",
+            added = await db.execute(
+                "INSERT INTO bulletin_runs(kind, period_start, created_at, messages, summary) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, period_start) DO NOTHING",
                 (kind, first_day, now, len(messages), json.dumps(summary, ensure_ascii=False)),
             )
-            if cursor.rowcount == 0:
+            if added == 0:
                 return False
             for n, message in enumerate(messages):
                 await self._insert_outbox(db, None, [message], now + n * _PART_SPACING)
@@ -195,7 +198,8 @@ def _where(flt: ReportFilter, table: str) -> tuple[str, list[Any]]:
     station = f"{t}.station"
     if t == "i":
         # With a state filter the state index finds the few open ones faster than a station's whole history.
-        station = "+i.routed_station" if flt.states is not None else "i.routed_station"
+        # (`|| ''` hides the column from the planner in SQLite, and means nothing to PostgreSQL.)
+        station = "i.routed_station || ''" if flt.states is not None else "i.routed_station"
     clauses: list[str] = []
     args: list[Any] = []
     if flt.stations is not None:
@@ -225,4 +229,4 @@ def _where(flt: ReportFilter, table: str) -> tuple[str, list[Any]]:
         if flt.last_day is not None:
             clauses.append("i.received_at < ?")
             args.append(day_start(flt.last_day + 1))
-    return " AND ".join(clauses) or "1", args
+    return " AND ".join(clauses) or "1 = 1", args

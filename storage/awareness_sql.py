@@ -1,4 +1,4 @@
-"""SQLite storage of awareness campaigns, runs and their delivery log (mixed into SQLiteStorage)."""
+"""Storage of awareness campaigns, runs and their delivery log (mixed into SQLStorage)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from bot.awareness.models import AwaitingTask, GroupHistory, RunPlan, StoredCampaign
 from bot.awareness.settings import Campaign, parse_campaign
 from bot.directory import ResidentGroup
 from bot.models import OutboxMessage
+from storage.engines import Session
 
 # A group's delivery state in a run, from its outbox row and (customer groups) WeCom's send result.
 _TARGET_STATE = """
@@ -25,8 +24,8 @@ _TARGET_STATE = """
 """
 
 
-class AwarenessSQLite:
-    """Mixin for SQLiteStorage: uses its _transaction(), _conn and _insert_outbox()."""
+class AwarenessSQL:
+    """Mixin for SQLStorage: uses its _transaction(), _read and _insert_outbox()."""
 
     # -- residents' groups ------------------------------------------------------------------
 
@@ -41,7 +40,7 @@ class AwarenessSQLite:
             )
 
     async def resident_groups(self) -> list[ResidentGroup]:
-        rows = await self._conn.execute_fetchall("SELECT * FROM resident_groups ORDER BY station_code, code")
+        rows = await self._read.fetchall("SELECT * FROM resident_groups ORDER BY station_code, code")
         return [
             ResidentGroup(r["code"], r["name"], r["station_code"], r["channel"], r["address"], r["community"],
                           tuple(json.loads(r["tags"])), r["owner"], tuple(json.loads(r["members"])))
@@ -62,16 +61,16 @@ class AwarenessSQLite:
     async def save_campaign(self, campaign: Campaign, now: float, create: bool) -> bool:
         """Store an API change; False if `create` and the name exists, or not `create` and it does not."""
         async with self._transaction() as db:
-            exists = await _one(db, "SELECT 1 FROM awareness_campaigns WHERE name = ?", (campaign.name,))
+            exists = await db.fetchone("SELECT 1 FROM awareness_campaigns WHERE name = ?", (campaign.name,))
             if bool(exists) == create:
                 return False
             await self._upsert_campaign(db, campaign, "api", now, keep_api=False)
             return True
 
     @staticmethod
-    async def _upsert_campaign(db: aiosqlite.Connection, campaign: Campaign, source: str, now: float,
+    async def _upsert_campaign(db: Session, campaign: Campaign, source: str, now: float,
                                keep_api: bool) -> None:
-        row = await _one(db, "SELECT source, definition, last_slot FROM awareness_campaigns WHERE name = ?",
+        row = await db.fetchone("SELECT source, definition, last_slot FROM awareness_campaigns WHERE name = ?",
                          (campaign.name,))
         definition = json.dumps(campaign.as_dict(), ensure_ascii=False, sort_keys=True)
         if row is None:
@@ -93,11 +92,11 @@ class AwarenessSQLite:
         )
 
     async def campaigns(self) -> list[StoredCampaign]:
-        rows = await self._conn.execute_fetchall("SELECT * FROM awareness_campaigns ORDER BY name")
+        rows = await self._read.fetchall("SELECT * FROM awareness_campaigns ORDER BY name")
         return [_stored(r) for r in rows]
 
     async def campaign(self, name: str) -> StoredCampaign | None:
-        row = await _one(self._conn, "SELECT * FROM awareness_campaigns WHERE name = ?", (name,))
+        row = await self._read.fetchone("SELECT * FROM awareness_campaigns WHERE name = ?", (name,))
         return _stored(row) if row else None
 
     async def skip_slots(self, name: str, expected_last: float | None, new_last: float) -> bool:
@@ -109,7 +108,7 @@ class AwarenessSQLite:
 
     async def fraud_type_counts(self, since: float) -> dict[str, list[tuple[str, int]]]:
         """Per station, the fraud types of its instructions received since `since`, most frequent first."""
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read.fetchall(
             "SELECT routed_station, fraud_type, COUNT(*) AS n FROM instructions"
             " WHERE received_at >= ? AND routed_station IS NOT NULL GROUP BY routed_station, fraud_type"
             " ORDER BY routed_station, n DESC, fraud_type",
@@ -122,7 +121,7 @@ class AwarenessSQLite:
 
     async def group_histories(self) -> dict[str, GroupHistory]:
         """What each group has been sent by any campaign; failed pushes do not count."""
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read.fetchall(
             "SELECT t.group_code, t.item_id, COUNT(*), MAX(r.created_at) FROM awareness_targets t"
             " JOIN awareness_runs r ON r.id = t.run_id JOIN outbox o ON o.id = t.outbox_id"
             " WHERE o.state != 'failed' AND (t.confirm_state IS NULL OR t.confirm_state != 'failed')"
@@ -145,16 +144,16 @@ class AwarenessSQLite:
         async with self._transaction() as db:
             if plan.slot is not None and not await _advance(db, c.name, expected_last, plan.slot):
                 return None
-            # Readers share this connection and may look between statements: the run row goes in
-            # last, so a run is never seen without its targets.
-            await db.execute("PRAGMA defer_foreign_keys=ON")
-            (run_id,) = await _one(
-                db, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'awareness_runs'), 0) + 1", ()
+            run_id = await db.insert(
+                "INSERT INTO awareness_runs(campaign, title, trigger, slot, created_at, definition)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (c.name, c.title, plan.trigger, plan.slot, now,
+                 json.dumps(c.as_dict(), ensure_ascii=False, sort_keys=True)),
             )
             targets = {t.group.code: t for t in plan.targets}
             rows = []
             for push in plan.pushes:
-                outbox_id = await self._insert_one_outbox(db, push.message, now)
+                outbox_id = await self._insert_one_outbox(db, None, push.message, now)
                 for code in push.groups:
                     t = targets[code]
                     g = t.group
@@ -166,31 +165,20 @@ class AwarenessSQLite:
                 " item_id, fraud_type, reason, outbox_id, confirm_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            await db.execute(
-                "INSERT INTO awareness_runs(id, campaign, title, trigger, slot, created_at, definition)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, c.name, c.title, plan.trigger, plan.slot, now,
-                 json.dumps(c.as_dict(), ensure_ascii=False, sort_keys=True)),
-            )
             return run_id
 
-    async def _insert_one_outbox(self, db: aiosqlite.Connection, message: OutboxMessage, now: float) -> int:
-        await self._insert_outbox(db, None, [message], now)
-        (row_id,) = await _one(db, "SELECT last_insert_rowid()", ())
-        return row_id
-
     async def runs(self, campaign: str, limit: int = 10) -> list[dict[str, Any]]:
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read.fetchall(
             "SELECT * FROM awareness_runs WHERE campaign = ? ORDER BY id DESC LIMIT ?", (campaign, limit)
         )
         return [await self._run_summary(r) for r in rows]
 
     async def run(self, run_id: int) -> dict[str, Any] | None:
-        row = await _one(self._conn, "SELECT * FROM awareness_runs WHERE id = ?", (run_id,))
+        row = await self._read.fetchone("SELECT * FROM awareness_runs WHERE id = ?", (run_id,))
         return await self._run_summary(row) if row else None
 
-    async def _run_summary(self, r: aiosqlite.Row) -> dict[str, Any]:
-        counts = await self._conn.execute_fetchall(
+    async def _run_summary(self, r: Any) -> dict[str, Any]:
+        counts = await self._read.fetchall(
             f"SELECT {_TARGET_STATE} AS delivery, COUNT(*) FROM awareness_targets t"
             " JOIN outbox o ON o.id = t.outbox_id WHERE t.run_id = ? GROUP BY delivery",
             (r["id"],),
@@ -205,7 +193,7 @@ class AwarenessSQLite:
 
     async def delivery_log(self, run_id: int) -> list[dict[str, Any]]:
         """Per group of a run: item, why it was chosen, state and the reason for a failure or a wait."""
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read.fetchall(
             f"SELECT t.*, {_TARGET_STATE} AS delivery, o.id AS outbox_id, o.attempts, o.last_error, o.sent_at,"
             " o.next_attempt_at, o.channel AS outbox_channel FROM awareness_targets t"
             " JOIN outbox o ON o.id = t.outbox_id WHERE t.run_id = ? ORDER BY t.station_code, t.group_code",
@@ -225,34 +213,33 @@ class AwarenessSQLite:
         ]
 
     async def open_runs(self) -> list[int]:
-        rows = await self._conn.execute_fetchall("SELECT id FROM awareness_runs WHERE finished_at IS NULL ORDER BY id")
+        rows = await self._read.fetchall("SELECT id FROM awareness_runs WHERE finished_at IS NULL ORDER BY id")
         return [r[0] for r in rows]
 
     async def finish_run(self, run_id: int, now: float, report: Sequence[OutboxMessage]) -> bool:
         """Close a run with nothing left pending, enqueueing its failure report in the same transaction."""
         async with self._transaction() as db:
-            (pending,) = await _one(
-                db,
+            pending = await db.fetchval(
                 "SELECT COUNT(*) FROM awareness_targets t JOIN outbox o ON o.id = t.outbox_id WHERE t.run_id = ?"
                 " AND (o.state IN ('pending', 'sending') OR (o.state = 'sent' AND t.confirm_state = 'awaiting'))",
                 (run_id,),
             )
             if pending:
                 return False
-            cursor = await db.execute(
+            finished = await db.execute(
                 "UPDATE awareness_runs SET finished_at = ?, failed = (SELECT COUNT(*) FROM awareness_targets t"
                 " JOIN outbox o ON o.id = t.outbox_id WHERE t.run_id = ? AND (o.state = 'failed'"
                 " OR t.confirm_state = 'failed')) WHERE id = ? AND finished_at IS NULL",
                 (now, run_id, run_id),
             )
-            if cursor.rowcount and report:
+            if finished and report:
                 await self._insert_outbox(db, None, report, now)
-            return bool(cursor.rowcount)
+            return bool(finished)
 
     # -- customer-group confirmations -------------------------------------------------------
 
     async def awaiting_tasks(self) -> list[AwaitingTask]:
-        rows = await self._conn.execute_fetchall(
+        rows = await self._read.fetchall(
             "SELECT o.id, o.msgid, o.address, o.sent_at, t.address AS chat_id, t.run_id, t.group_code"
             " FROM awareness_targets t JOIN outbox o ON o.id = t.outbox_id"
             " WHERE t.confirm_state = 'awaiting' AND o.state = 'sent' ORDER BY o.id"
@@ -275,17 +262,13 @@ class AwarenessSQLite:
             )
 
 
-async def _advance(db: aiosqlite.Connection, name: str, expected_last: float | None, new_last: float) -> bool:
-    cursor = await db.execute(
-        "UPDATE awareness_campaigns SET last_slot = ? WHERE name = ? AND last_slot IS ?",
+async def _advance(db: Session, name: str, expected_last: float | None, new_last: float) -> bool:
+    changed = await db.execute(
+        "UPDATE awareness_campaigns SET last_slot = ? WHERE name = ? AND last_slot IS NOT DISTINCT FROM ?",
         (new_last, name, expected_last),
     )
-    return cursor.rowcount == 1
+    return changed == 1
 
 
-async def _one(db: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> Any:
-    return await (await db.execute(sql, params)).fetchone()
-
-
-def _stored(r: aiosqlite.Row) -> StoredCampaign:
+def _stored(r: Any) -> StoredCampaign:
     return StoredCampaign(parse_campaign(json.loads(r["definition"])), r["source"], r["last_slot"], r["updated_at"])

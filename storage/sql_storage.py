@@ -1,0 +1,714 @@
+"""The storage of instructions, deadlines, callbacks and the outbox, in SQL both backends run.
+
+Intake requests (and delivery records) that arrive while one of their kind is being committed are
+committed together in the next transaction (group commit), so one fsync covers many instructions.
+Subclasses choose the engine: storage/sqlite.py (the embedded default) and storage/postgres.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bot.directory import ChatGroup, Directory, Grid, Person, Station
+from bot.lifecycle import OPEN_STATES
+from bot.models import (
+    ACTION_FIELDS,
+    AcceptResult,
+    ActionWrite,
+    Assignment,
+    AuditEvent,
+    Deadline,
+    Instruction,
+    NewAssignment,
+    NewDeadline,
+    NewInstruction,
+    OutboxMessage,
+    OutboxRow,
+    Settlement,
+    Target,
+    Timer,
+)
+from bot.roster import Shift
+from storage.awareness_sql import AwarenessSQL
+from storage.base import DispatchPlanner
+from storage.engines import Engine, Session
+from storage.reports_sql import ReportsSQL
+
+_LOGGER = logging.getLogger(__name__)
+
+_INSTRUCTION_COLUMNS = (
+    "id, instruction_no, issued_at, received_at, warning_type, fraud_type, risk_level, target_name, "
+    "target_phone, target_id_number, target_address, target_age, station_code, grid_code, routed_station, "
+    "routed_grid, needs_assignment, summary, amount_at_risk, state, delivery_failed, "
+    + ", ".join(sorted(ACTION_FIELDS))
+)
+_OUTBOX_COLUMNS = (
+    "id, instruction_id, purpose, channel, address, label, body, rate_keys, priority, state, attempts, "
+    "created_at, task_id"
+)
+_DEADLINE_COLUMNS = "id, instruction_id, stage, milestone, due_at, state, settled_at, settled_by"
+_TIMER_COLUMNS = "id, deadline_id, instruction_id, step, notify, fire_at, state, fired_at"
+# Rows the instruction counts as "dispatched" by: the station's notice and the personal cards.
+_DISPATCH_PURPOSES = ("station_notice", "assignee_card")
+
+
+@dataclass
+class _AcceptRequest:
+    items: Sequence[NewInstruction]
+    route: Callable[[NewInstruction], dict[str, Any]]
+    plan: DispatchPlanner
+    now: float
+    future: asyncio.Future[list[AcceptResult]]
+
+
+@dataclass
+class _SentRequest:
+    row: OutboxRow
+    now: float
+    msgid: str | None
+    response_code: str | None
+    note: str | None
+    future: asyncio.Future[int]
+
+
+class SQLStorage(AwarenessSQL, ReportsSQL):
+    """Everything Quanzu stores, over an Engine (storage/engines.py): SQLite or PostgreSQL."""
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+        self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._accepts: list[_AcceptRequest] = []
+        self._sent: list[_SentRequest] = []
+        self._group_locks = {"accepts": asyncio.Lock(), "sent": asyncio.Lock()}
+
+    async def open(self) -> None:
+        self._engine = await self._connect()
+        async with self._transaction() as tx:
+            await tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('instance_salt', ?) ON CONFLICT (key) DO NOTHING",
+                (secrets.token_hex(3),),
+            )
+
+    async def _connect(self) -> Engine:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.close()
+        self._engine = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("storage is not open")
+        return self._engine
+
+    @property
+    def _read(self) -> Session:
+        """Committed data only."""
+        return self.engine.read
+
+    def _transaction(self):
+        return self.engine.transaction()
+
+    async def _after_explicit_ids(self, db: Session, table: str) -> None:
+        """Rows went into `table` with their ids given: let the next generated id follow them."""
+
+    async def meta(self, key: str) -> str | None:
+        return await self._read.fetchval("SELECT value FROM meta WHERE key = ?", (key,))
+
+    # -- directory -------------------------------------------------------------------------
+
+    async def replace_directory(self, directory: Directory) -> None:
+        async with self._transaction() as db:
+            # Stations and grids stay referenced by old instructions only by code, so they can be rewritten.
+            await db.defer_constraints()
+            for table in ("people", "grids", "stations", "chat_groups"):
+                await db.execute(f"DELETE FROM {table}")
+            await db.executemany(
+                "INSERT INTO chat_groups(code, name, kind, address, members) VALUES (?, ?, ?, ?, ?)",
+                [(g.code, g.name, g.kind, g.address, json.dumps(g.members)) for g in directory.groups.values()],
+            )
+            await db.executemany(
+                "INSERT INTO stations(code, name, group_code, leader, duty_officer) VALUES (?, ?, ?, ?, ?)",
+                [(s.code, s.name, s.group_code, s.leader, s.duty_officer) for s in directory.stations.values()],
+            )
+            await db.executemany(
+                "INSERT INTO grids(code, name, station_code) VALUES (?, ?, ?)",
+                [(g.code, g.name, g.station_code) for g in directory.grids.values()],
+            )
+            await db.executemany(
+                "INSERT INTO people(userid, name, role, station_code, grid_code, mobile) VALUES (?, ?, ?, ?, ?, ?)",
+                [(p.userid, p.name, p.role, p.station_code, p.grid_code, p.mobile) for p in directory.people.values()],
+            )
+            await db.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [("center_name", directory.center_name), ("fallback_group", directory.fallback_group or "")],
+            )
+
+    async def load_directory(self) -> Directory:
+        db = self._read
+        groups = {
+            r["code"]: ChatGroup(r["code"], r["name"], r["kind"], r["address"], tuple(json.loads(r["members"])))
+            for r in await db.fetchall("SELECT * FROM chat_groups")
+        }
+        stations = {
+            r["code"]: Station(r["code"], r["name"], r["group_code"], r["leader"], r["duty_officer"])
+            for r in await db.fetchall("SELECT * FROM stations")
+        }
+        grids = {
+            r["code"]: Grid(r["code"], r["name"], r["station_code"])
+            for r in await db.fetchall("SELECT * FROM grids")
+        }
+        people = {
+            r["userid"]: Person(r["userid"], r["name"], r["role"], r["station_code"], r["grid_code"], r["mobile"])
+            for r in await db.fetchall("SELECT * FROM people")
+        }
+        return Directory(
+            center_name=await self.meta("center_name") or "反诈中心",
+            fallback_group=await self.meta("fallback_group") or None,
+            stations=stations,
+            grids=grids,
+            people=people,
+            groups=groups,
+        )
+
+    # -- instructions ----------------------------------------------------------------------
+
+    async def accept_instructions(
+        self,
+        items: Sequence[NewInstruction],
+        route: Callable[[NewInstruction], dict[str, Any]],
+        plan: DispatchPlanner,
+        now: float,
+    ) -> list[AcceptResult]:
+        """Store new instructions with their outbox rows and audit events, durably, before returning."""
+        request = _AcceptRequest(items, route, plan, now, asyncio.get_running_loop().create_future())
+        return await self._grouped("accepts", self._accepts, request, self._commit_accepts)
+
+    async def _grouped(self, kind: str, queue: list, request: Any, commit: Callable[[list], Awaitable[None]]) -> Any:
+        """Group commit: whoever gets this kind's lock first commits every request queued by then."""
+        queue.append(request)
+        async with self._group_locks[kind]:
+            if not request.future.done():
+                batch = queue[:]
+                queue.clear()
+                # Shielded: a caller that goes away must not abandon the other requests in this batch.
+                await asyncio.shield(commit(batch))
+        return await request.future
+
+    async def _commit_accepts(self, batch: list[_AcceptRequest]) -> None:
+        try:
+            await self._accept_in_transaction(batch)
+        except Exception:
+            if len(batch) == 1:
+                batch[0].future.set_exception(_fresh_exception())
+                _LOGGER.exception("storing an intake request failed")
+                return
+            _LOGGER.warning("group commit of %d intake requests failed; retrying one by one", len(batch))
+            for request in batch:
+                try:
+                    await self._accept_in_transaction([request])
+                except Exception:
+                    _LOGGER.exception("storing an intake request failed")
+                    request.future.set_exception(_fresh_exception())
+
+    async def _accept_in_transaction(self, batch: list[_AcceptRequest]) -> None:
+        async with self._transaction() as db:
+            outcomes = [[await self._accept_one(db, item, r) for item in r.items] for r in batch]
+        for request, results in zip(batch, outcomes, strict=True):
+            request.future.set_result(results)
+
+    async def _accept_one(self, db: Session, item: NewInstruction, req: _AcceptRequest) -> AcceptResult:
+        existing = "SELECT id, state FROM instructions WHERE instruction_no = ?"
+        row = await db.fetchone(existing, (item.instruction_no,))
+        if row is not None:
+            return AcceptResult(row["id"], item.instruction_no, created=False, state=row["state"])
+        routing = req.route(item)
+        t = item.target
+        instruction_id = await db.insert(
+            "INSERT INTO instructions(instruction_no, issued_at, received_at, warning_type, fraud_type, risk_level,"
+            " target_name, target_phone, target_id_number, target_address, target_age, station_code, grid_code,"
+            " routed_station, routed_grid, needs_assignment, summary, amount_at_risk, state, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
+            " ON CONFLICT (instruction_no) DO NOTHING",
+            (
+                item.instruction_no, item.issued_at, req.now, item.warning_type, item.fraud_type, item.risk_level,
+                t.name, t.phone, t.id_number, t.address, t.age, item.station_code, item.grid_code,
+                routing["routed_station"], routing["routed_grid"], int(routing["needs_assignment"]),
+                item.summary, item.amount_at_risk, json.dumps(item.raw, ensure_ascii=False),
+            ),
+        )
+        if instruction_id is None:  # another instance stored the same number a moment ago
+            row = await db.fetchone(existing, (item.instruction_no,))
+            return AcceptResult(row["id"], item.instruction_no, created=False, state=row["state"])
+        instruction = Instruction(
+            id=instruction_id, instruction_no=item.instruction_no, issued_at=item.issued_at, received_at=req.now,
+            warning_type=item.warning_type, fraud_type=item.fraud_type, risk_level=item.risk_level, target=t,
+            station_code=item.station_code, grid_code=item.grid_code, routed_station=routing["routed_station"],
+            routed_grid=routing["routed_grid"], needs_assignment=bool(routing["needs_assignment"]),
+            summary=item.summary, amount_at_risk=item.amount_at_risk, state="received", delivery_failed=False,
+        )
+        plan = req.plan(instruction)
+        await self._insert_events(db, instruction_id, plan.events, req.now)
+        await self._insert_outbox(db, instruction_id, plan.messages, req.now)
+        await self._assign(db, instruction_id, plan.assignees, req.now)
+        await self._insert_deadlines(db, instruction_id, plan.deadlines)
+        return AcceptResult(instruction_id, item.instruction_no, created=True, state="received")
+
+    async def get_instruction(self, instruction_id: int) -> Instruction | None:
+        row = await self._read.fetchone(
+            f"SELECT {_INSTRUCTION_COLUMNS} FROM instructions WHERE id = ?", (instruction_id,)
+        )
+        return _instruction(row) if row else None
+
+    async def timeline(self, instruction_id: int) -> list[dict[str, Any]]:
+        rows = await self._read.fetchall(
+            "SELECT at, actor, channel, action, from_state, to_state, detail FROM events"
+            " WHERE instruction_id = ? ORDER BY id",
+            (instruction_id,),
+        )
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    async def deliveries(self, instruction_id: int) -> list[dict[str, Any]]:
+        rows = await self._read.fetchall(
+            "SELECT id, purpose, channel, label, state, attempts, created_at, sent_at, last_error FROM outbox"
+            " WHERE instruction_id = ? ORDER BY id",
+            (instruction_id,),
+        )
+        return [dict(r) for r in rows]
+
+    async def apply_action(self, write: ActionWrite, now: float) -> bool:
+        """Write one action if the instruction is still in write.from_state; False if it moved meanwhile."""
+        unknown = set(write.fields) - ACTION_FIELDS
+        if unknown:
+            raise ValueError(f"not an action field: {sorted(unknown)}")
+        assignments = ", ".join(f"{column} = ?" for column in write.fields)
+        async with self._transaction() as db:
+            changed = await db.execute(
+                f"UPDATE instructions SET state = ?{', ' + assignments if assignments else ''}"
+                " WHERE id = ? AND state = ?",
+                (write.to_state, *write.fields.values(), write.instruction_id, write.from_state),
+            )
+            if changed == 0:
+                return False
+            if write.ack_user:
+                acked = await db.execute(
+                    "UPDATE assignments SET acked_at = COALESCE(acked_at, ?)"
+                    " WHERE instruction_id = ? AND userid = ? AND active = 1",
+                    (now, write.instruction_id, write.ack_user),
+                )
+                if acked == 0:  # signed by someone of the station who was not assigned
+                    await db.execute(
+                        "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at, acked_at, stage)"
+                        " VALUES (?, ?, '签收人', ?, ?, ?)",
+                        (write.instruction_id, write.ack_user, now, now, write.ack_stage),
+                    )
+            await db.executemany(
+                "UPDATE assignments SET active = 0 WHERE instruction_id = ? AND userid = ?",
+                [(write.instruction_id, u) for u in write.unassign],
+            )
+            await self._assign(db, write.instruction_id, write.assign, now)
+            actor = write.events[0].actor if write.events else None
+            for settlement in write.settle:
+                await self._settle(db, write.instruction_id, settlement, actor, now)
+            await self._insert_deadlines(db, write.instruction_id, write.deadlines)
+            await self._insert_events(db, write.instruction_id, write.events, now)
+            await self._insert_outbox(db, write.instruction_id, write.messages, now)
+            return True
+
+    async def assignments(self, instruction_id: int) -> list[Assignment]:
+        rows = await self._read.fetchall(
+            "SELECT instruction_id, userid, role_label, assigned_at, acked_at, active, stage FROM assignments"
+            " WHERE instruction_id = ? ORDER BY id",
+            (instruction_id,),
+        )
+        return [Assignment(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in rows]
+
+    async def deadlines(self, instruction_id: int) -> list[Deadline]:
+        rows = await self._read.fetchall(
+            f"SELECT {_DEADLINE_COLUMNS} FROM deadlines WHERE instruction_id = ? ORDER BY due_at, id", (instruction_id,)
+        )
+        return [Deadline(*r) for r in rows]
+
+    async def timers(self, instruction_id: int) -> list[Timer]:
+        rows = await self._read.fetchall(
+            f"SELECT {_TIMER_COLUMNS} FROM timers WHERE instruction_id = ? ORDER BY fire_at, id", (instruction_id,)
+        )
+        return [Timer(*r) for r in rows]
+
+    async def open_tasks(self, userid: str) -> list[Instruction]:
+        rows = await self._read.fetchall(
+            f"SELECT {_INSTRUCTION_COLUMNS} FROM instructions"
+            " WHERE id IN (SELECT instruction_id FROM assignments WHERE userid = ? AND active = 1)"
+            f" AND state IN {OPEN_STATES!r} ORDER BY received_at, id",
+            (userid,),
+        )
+        return [_instruction(r) for r in rows]
+
+    # -- deadlines and escalation ----------------------------------------------------------
+
+    async def due_timers(self, now: float, limit: int) -> list[Timer]:
+        rows = await self._read.fetchall(
+            f"SELECT {_TIMER_COLUMNS} FROM timers WHERE state = 'pending' AND fire_at <= ?"
+            " ORDER BY fire_at, id LIMIT ?",
+            (now, limit),
+        )
+        return [Timer(*r) for r in rows]
+
+    async def fire_timers(self, timers: Sequence[Timer], state: str, events: Sequence[AuditEvent],
+                          messages: Sequence[OutboxMessage], now: float) -> bool:
+        """Take timers out of 'pending' exactly once, all together, with what they send, in one transaction.
+
+        False (nothing sent) if any was taken meanwhile or its deadline settled; those are cancelled.
+        """
+        ids = [t.id for t in timers]
+        async with self._transaction() as db:
+            rows = await db.fetchall(
+                "SELECT t.id, t.state, d.state FROM timers t JOIN deadlines d ON d.id = t.deadline_id"
+                f" WHERE t.id IN ({', '.join('?' * len(ids))})", ids,
+            )
+            settled = [r[0] for r in rows if r[1] == "pending" and r[2] != "open"]
+            await db.executemany("UPDATE timers SET state = 'cancelled' WHERE id = ?", [(t,) for t in settled])
+            if len(rows) != len(ids) or any(r[1] != "pending" or r[2] != "open" for r in rows):
+                return False
+            await db.executemany("UPDATE timers SET state = ?, fired_at = ? WHERE id = ?",
+                                 [(state, now, t) for t in ids])
+            instruction_id = timers[0].instruction_id
+            await self._insert_events(db, instruction_id, events, now)
+            await self._insert_outbox(db, instruction_id, messages, now)
+            return True
+
+    # -- duty rosters ----------------------------------------------------------------------
+
+    async def load_shifts(self) -> list[Shift]:
+        rows = await self._read.fetchall(
+            "SELECT station_code, duty_date, shift, starts_at, ends_at, officer, leader FROM duty_shifts"
+            " ORDER BY station_code, starts_at"
+        )
+        return [Shift(*r) for r in rows]
+
+    async def replace_shifts(self, shifts: Sequence[Shift], now: float) -> None:
+        """Import a roster: the days it lists replace what those stations had for those days."""
+        async with self._transaction() as db:
+            await db.executemany(
+                "DELETE FROM duty_shifts WHERE station_code = ? AND duty_date = ?",
+                sorted({(s.station_code, s.duty_date) for s in shifts}),
+            )
+            await db.executemany(
+                "INSERT INTO duty_shifts(station_code, duty_date, shift, starts_at, ends_at, officer, leader,"
+                " imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(s.station_code, s.duty_date, s.shift, s.starts_at, s.ends_at, s.officer, s.leader, now)
+                 for s in shifts],
+            )
+            await db.execute(
+                "INSERT INTO meta(key, value) VALUES ('roster_version', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (repr(now),),
+            )
+
+    async def warn_roster_gap(self, gap_key: str, messages: Sequence[OutboxMessage], now: float) -> bool:
+        """Queue the warning about a roster gap unless it was sent before; True if queued now."""
+        async with self._transaction() as db:
+            added = await db.execute(
+                "INSERT INTO roster_gap_warnings(gap_key, warned_at) VALUES (?, ?) ON CONFLICT (gap_key) DO NOTHING",
+                (gap_key, now),
+            )
+            if added == 0:
+                return False
+            await self._insert_outbox(db, None, messages, now)
+            return True
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    async def record_callback(self, dedupe_key: str, from_user: str, kind: str, plaintext: str,
+                              now: float) -> int | None:
+        """Store a callback before acting on it; None if WeCom sent this one before."""
+        async with self._transaction() as db:
+            return await db.insert(
+                "INSERT INTO callbacks(dedupe_key, received_at, from_user, kind, plaintext) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (dedupe_key) DO NOTHING",
+                (dedupe_key, now, from_user, kind, plaintext),
+            )
+
+    async def finish_callback(self, callback_id: int, outcome: str, now: float) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE callbacks SET processed_at = ?, outcome = ? WHERE id = ?", (now, outcome, callback_id)
+            )
+
+    async def unprocessed_callbacks(self) -> list[tuple[int, str]]:
+        rows = await self._read.fetchall(
+            "SELECT id, plaintext FROM callbacks WHERE processed_at IS NULL ORDER BY id"
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    async def enqueue(self, instruction_id: int | None, messages: Sequence[OutboxMessage], now: float) -> None:
+        async with self._transaction() as db:
+            await self._insert_outbox(db, instruction_id, messages, now)
+
+    async def release_claims(self, alive_since: float) -> int:
+        """Rows claimed by a process that is gone go back to pending (re-sent byte for byte).
+
+        Gone: not this process, and no heartbeat since `alive_since` (storage/sqlite.py: one process
+        owns the file, so every claim it finds at start is from a previous one).
+        """
+        async with self._transaction() as db:
+            return await db.execute(
+                "UPDATE outbox SET state = 'pending', claimed_by = NULL WHERE state = 'sending'"
+                " AND (claimed_by IS NULL OR (claimed_by != ? AND claimed_by NOT IN"
+                " (SELECT id FROM instances WHERE heartbeat_at >= ?)))",
+                (self.instance_id, alive_since),
+            )
+
+    async def due_outbox(self, now: float, limit: int) -> list[OutboxRow]:
+        rows = await self._read.fetchall(
+            f"SELECT {_OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY priority, id LIMIT ?",
+            (now, limit),
+        )
+        return [_outbox_row(r) for r in rows]
+
+    async def next_due_at(self) -> float | None:
+        return await self._read.fetchval("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'")
+
+    async def defer(self, deferrals: Sequence[tuple[int, float]]) -> None:
+        if not deferrals:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
+                "UPDATE outbox SET next_attempt_at = ? WHERE id = ?", [(at, rid) for rid, at in deferrals]
+            )
+
+    async def claim(self, row_ids: Sequence[int], now: float) -> set[int]:
+        """Take pending rows for this process to send; the ids it got (another instance may have been first)."""
+        if not row_ids:
+            return set()
+        async with self._transaction() as db:
+            rows = await db.fetchall(
+                "UPDATE outbox SET state = 'sending', claimed_by = ?, attempts = attempts + 1, last_attempt_at = ?"
+                f" WHERE id IN ({', '.join('?' * len(row_ids))}) AND state = 'pending' RETURNING id",
+                (self.instance_id, now, *row_ids),
+            )
+            return {r[0] for r in rows}
+
+    async def mark_sent(
+        self, row: OutboxRow, now: float, msgid: str | None, response_code: str | None, note: str | None
+    ) -> int:
+        """Record a delivery; returns how many dispatch rows of its instruction are still undelivered.
+
+        Deliveries that finish while a write is in flight are committed together in the next transaction:
+        the time between WeCom's answer and its durable record is the window in which a crash makes the
+        message go out again, and one commit for many keeps that window to about one fsync.
+        """
+        request = _SentRequest(row, now, msgid, response_code, note, asyncio.get_running_loop().create_future())
+        return await self._grouped("sent", self._sent, request, self._commit_sent)
+
+    async def _commit_sent(self, batch: list[_SentRequest]) -> None:
+        try:
+            async with self._transaction() as db:
+                remaining = [await self._mark_sent_one(db, r) for r in batch]
+        except Exception as err:
+            for request in batch:
+                request.future.set_exception(err)
+            return
+        for request, count in zip(batch, remaining, strict=True):
+            request.future.set_result(count)
+
+    @staticmethod
+    async def _mark_sent_one(db: Session, r: _SentRequest) -> int:
+        row = r.row
+        await db.execute(
+            "UPDATE outbox SET state = 'sent', sent_at = ?, msgid = ?, response_code = ?, last_error = ?"
+            " WHERE id = ?",
+            (r.now, r.msgid, r.response_code, r.note, row.id),
+        )
+        if row.instruction_id is None:
+            return 0
+        detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
+        if r.note:
+            detail["note"] = r.note
+        event = AuditEvent("delivered", "system", "outbox", detail=detail)
+        await SQLStorage._insert_events(db, row.instruction_id, [event], r.now)
+        return await db.fetchval(
+            "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
+            f" AND purpose IN {_DISPATCH_PURPOSES!r}",
+            (row.instruction_id,),
+        )
+
+    async def mark_retry(self, row_id: int, next_at: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = 'pending', claimed_by = NULL, next_attempt_at = ?, last_error = ?"
+                " WHERE id = ?",
+                (next_at, error, row_id),
+            )
+
+    async def mark_failed(self, row: OutboxRow, now: float, error: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", (error, row.id))
+            if row.instruction_id is not None:
+                await db.execute("UPDATE instructions SET delivery_failed = 1 WHERE id = ?", (row.instruction_id,))
+                detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "error": error,
+                          "attempts": row.attempts}
+                await self._insert_events(
+                    db, row.instruction_id, [AuditEvent("delivery_failed", "system", "outbox", detail=detail)], now
+                )
+
+    async def recent_attempts(self, since: float) -> list[tuple[float, tuple[str, ...]]]:
+        rows = await self._read.fetchall(
+            "SELECT last_attempt_at, rate_keys FROM outbox WHERE last_attempt_at >= ? ORDER BY last_attempt_at",
+            (since,),
+        )
+        return [(r[0], tuple(json.loads(r[1]))) for r in rows]
+
+    async def outbox_counts(self) -> dict[str, int]:
+        rows = await self._read.fetchall("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+        return {r[0]: r[1] for r in rows}
+
+    # -- several instances on one database --------------------------------------------------
+
+    async def heartbeat(self, now: float) -> None:
+        """Say this process is alive (its claims on outbox rows stand while it keeps saying so)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO instances(id, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (self.instance_id, socket.gethostname(), now, now),
+            )
+
+    async def hold_lease(self, name: str, now: float, ttl: float) -> bool:
+        """Take or renew the lease `name` until now + ttl; False while another live holder has it."""
+        async with self._transaction() as db:
+            row = await db.fetchone(
+                "INSERT INTO leases(name, holder, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"
+                " WHERE leases.holder = excluded.holder OR leases.expires_at < ? RETURNING holder",
+                (name, self.instance_id, now + ttl, now),
+            )
+            return row is not None
+
+    async def leave(self) -> None:
+        """A clean stop: give up this process's leases and its place among the live instances."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM leases WHERE holder = ?", (self.instance_id,))
+            await db.execute("DELETE FROM instances WHERE id = ?", (self.instance_id,))
+
+    async def cluster_view(self, alive_since: float) -> dict[str, Any]:
+        """The live instances and who holds each lease (the health endpoint shows it)."""
+        live = await self._read.fetchall(
+            "SELECT id, host, started_at, heartbeat_at FROM instances WHERE heartbeat_at >= ? ORDER BY started_at",
+            (alive_since,),
+        )
+        leases = await self._read.fetchall("SELECT name, holder, expires_at FROM leases ORDER BY name")
+        return {"instance": self.instance_id, "instances": [dict(r) for r in live],
+                "leases": {r["name"]: r["holder"] for r in leases}}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    async def _insert_events(
+        db: Session, instruction_id: int, events: Sequence[AuditEvent], now: float
+    ) -> None:
+        await db.executemany(
+            "INSERT INTO events(instruction_id, at, actor, channel, action, from_state, to_state, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (instruction_id, now, e.actor, e.channel, e.action, e.from_state, e.to_state,
+                 json.dumps(e.detail, ensure_ascii=False))
+                for e in events
+            ],
+        )
+
+    @staticmethod
+    async def _assign(db: Session, instruction_id: int, assignees: Sequence[NewAssignment],
+                      now: float) -> None:
+        await db.executemany(
+            "INSERT INTO assignments(instruction_id, userid, role_label, assigned_at, stage) VALUES (?, ?, ?, ?, ?)",
+            [(instruction_id, a.userid, a.role_label, now, a.stage) for a in assignees],
+        )
+
+    @staticmethod
+    async def _insert_deadlines(db: Session, instruction_id: int,
+                                deadlines: Sequence[NewDeadline]) -> None:
+        for d in deadlines:
+            deadline_id = await db.insert(
+                "INSERT INTO deadlines(instruction_id, stage, milestone, due_at) VALUES (?, ?, ?, ?)",
+                (instruction_id, d.stage, d.milestone, d.due_at),
+            )
+            await db.executemany(
+                "INSERT INTO timers(deadline_id, instruction_id, step, notify, fire_at) VALUES (?, ?, ?, ?, ?)",
+                [(deadline_id, instruction_id, step, notify, at) for step, notify, at in d.timers],
+            )
+
+    @staticmethod
+    async def _settle(db: Session, instruction_id: int, settlement: Settlement, actor: str | None,
+                      now: float) -> None:
+        """Close matching open deadlines and cancel their pending timers: escalation stops at once."""
+        where, args = "instruction_id = ? AND state = 'open'", [instruction_id]
+        if settlement.stage:
+            where, args = where + " AND stage = ?", [*args, settlement.stage]
+        if settlement.milestone:
+            where, args = where + " AND milestone = ?", [*args, settlement.milestone]
+        await db.execute(
+            f"UPDATE timers SET state = 'cancelled' WHERE state = 'pending'"
+            f" AND deadline_id IN (SELECT id FROM deadlines WHERE {where})", args,
+        )
+        await db.execute(f"UPDATE deadlines SET state = ?, settled_at = ?, settled_by = ? WHERE {where}",
+                         [settlement.state, now, actor, *args])
+
+    @staticmethod
+    async def _insert_outbox(
+        db: Session, instruction_id: int | None, messages: Sequence[OutboxMessage], now: float
+    ) -> None:
+        await db.executemany(_OUTBOX_INSERT, [_outbox_values(instruction_id, m, now) for m in messages])
+
+    @staticmethod
+    async def _insert_one_outbox(db: Session, instruction_id: int | None, message: OutboxMessage, now: float) -> int:
+        return await db.insert(_OUTBOX_INSERT, _outbox_values(instruction_id, message, now))
+
+
+_OUTBOX_INSERT = (
+    "INSERT INTO outbox(instruction_id, purpose, channel, address, label, rate_keys, body, task_id,"
+    " priority, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _outbox_values(instruction_id: int | None, m: OutboxMessage, now: float) -> tuple[Any, ...]:
+    return (instruction_id, m.purpose, m.channel, m.address, m.label, json.dumps(list(m.rate_keys)),
+            json.dumps(m.body, ensure_ascii=False, sort_keys=True), m.task_id, m.priority, now, now)
+
+
+def _fresh_exception() -> Exception:
+    return RuntimeError("指令未能写入数据库，请稍后重试")
+
+
+def _instruction(r: Any) -> Instruction:
+    return Instruction(
+        id=r["id"], instruction_no=r["instruction_no"], issued_at=r["issued_at"], received_at=r["received_at"],
+        warning_type=r["warning_type"], fraud_type=r["fraud_type"], risk_level=r["risk_level"],
+        target=Target(r["target_name"], r["target_phone"], r["target_id_number"], r["target_address"],
+                      r["target_age"]),
+        station_code=r["station_code"], grid_code=r["grid_code"], routed_station=r["routed_station"],
+        routed_grid=r["routed_grid"], needs_assignment=bool(r["needs_assignment"]), summary=r["summary"],
+        amount_at_risk=r["amount_at_risk"], state=r["state"], delivery_failed=bool(r["delivery_failed"]),
+        **{column: r[column] for column in ACTION_FIELDS},
+    )
+
+
+def _outbox_row(r: Any) -> OutboxRow:
+    return OutboxRow(
+        id=r["id"], instruction_id=r["instruction_id"], purpose=r["purpose"], channel=r["channel"],
+        address=r["address"], label=r["label"], body=r["body"], rate_keys=tuple(json.loads(r["rate_keys"])),
+        priority=r["priority"], state=r["state"], attempts=r["attempts"], created_at=r["created_at"],
+        task_id=r["task_id"],
+    )
