@@ -18,6 +18,7 @@ from storage.sqlite import migrations
 from tests.pg import pg_schema
 
 LATEST = max(number for number, _ in migrations())
+DASHBOARD = 6  # the migration that adds report_facts, report_daily and their triggers
 # 2026-03-02 00:00 in Asia/Shanghai: instructions on either side of it count on different days.
 MIDNIGHT = float(calendar.timegm((2026, 3, 1, 16, 0, 0)))
 
@@ -242,26 +243,31 @@ def _postgres(sql: str) -> str:
 
 
 async def _report_tables_after(steps_before_006: bool, tmp_path: Path) -> tuple[list, list]:
-    """report_facts and report_daily after STEPS on SQLite and on PostgreSQL, written after migration 006 or
-    (steps_before_006) before it, so that 006 builds report_facts from the history."""
+    """report_facts and report_daily after STEPS on SQLite and on PostgreSQL, written once every migration
+    ran or (steps_before_006) before migration 006 and those after it, so that 006 builds report_facts from
+    the history."""
     queries = ("SELECT * FROM report_facts ORDER BY day, instruction_id",
                "SELECT * FROM report_daily ORDER BY day, station, risk_level, outcome")
-    with closing(sqlite_file(tmp_path / "q.sqlite3", LATEST - 1 if steps_before_006 else LATEST)) as lite:
+    first_after_steps = DASHBOARD if steps_before_006 else LATEST + 1
+    with closing(sqlite_file(tmp_path / "q.sqlite3", first_after_steps - 1)) as lite:
         for sql, args in STEPS:
             lite.execute(sql, args)
-        if steps_before_006:
-            lite.executescript(f"BEGIN;\n{migrations()[-1][1]}\nCOMMIT;")
+        for number, script in migrations():
+            if number >= first_after_steps:
+                lite.executescript(f"BEGIN;\n{script}\nCOMMIT;")
         from_sqlite = [lite.execute(q).fetchall() for q in queries]
     async with pg_schema() as url:
         conn = await asyncpg.connect(url)
         try:
             scripts = postgres_migrations()
-            for _, script in scripts[:-1] if steps_before_006 else scripts:
-                await conn.execute(script)
+            for number, script in scripts:
+                if number < first_after_steps:
+                    await conn.execute(script)
             for sql, args in STEPS:
                 await conn.execute(_postgres(sql), *args)
-            if steps_before_006:
-                await conn.execute(scripts[-1][1])
+            for number, script in scripts:
+                if number >= first_after_steps:
+                    await conn.execute(script)
             from_postgres = [[tuple(r) for r in await conn.fetch(q)] for q in queries]
         finally:
             await conn.close()
