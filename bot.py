@@ -68,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     backup.add_argument("--restore", action="store_true", help="restore PATH into the configured database")
     backup.add_argument("path", help="the backup file to write (must not exist), or with --restore to read")
 
+    db = sub.add_parser("db", help="database utilities")
+    db_sub = db.add_subparsers(dest="action", required=True)
+    to_postgres = db_sub.add_parser(
+        "copy-to-postgres", help="copy the SQLite database into an empty PostgreSQL database",
+        description="Copies every table of the configured SQLite database into PostgreSQL (migrated first) in one "
+                    "transaction, then compares row counts and a sample of rows; exit 0 only when they agree. "
+                    "Refuses a target that already holds instructions or outbox messages; what a Quanzu start "
+                    "left there (meta, the directory) is replaced.")
+    to_postgres.add_argument("--config", required=True, help="path to the TOML config (its [database] path is read)")
+    to_postgres.add_argument("--to", required=True, metavar="URL", help="e.g. postgresql://user@host:5432/quanzu")
+
     dashboard = sub.add_parser("dashboard", help="dashboard utilities")
     dashboard_sub = dashboard.add_subparsers(dest="action", required=True)
     dashboard_sub.add_parser("hash-password", help="read a password (twice, or once from a pipe) and print the "
@@ -102,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             from bot.backup import run_backup_command
 
             return run_backup_command(load_settings(args.config), args.path, args.restore)
+        if args.command == "db":
+            return _copy_to_postgres(load_settings(args.config).database.path, args.to)
     except (ConfigError, DirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -165,6 +178,20 @@ def _hash_password() -> int:
         return 2
     print(f'admin_password_hash = "{hash_password(password)}"')
     return 0
+
+
+def _copy_to_postgres(sqlite_path: Path, url: str) -> int:
+    from storage.transfer import TransferError, copy_sqlite_to_postgres
+
+    print(f"复制 {sqlite_path} 到 PostgreSQL …", flush=True)
+    try:
+        report = asyncio.run(copy_sqlite_to_postgres(
+            sqlite_path, url, on_table=lambda table, rows: print(f"  {table}：{rows} 行", flush=True)))
+    except TransferError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    return 0 if report.verified else 1
 
 
 def _directory_check(path: str) -> int:
