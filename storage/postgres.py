@@ -22,5 +22,6 @@ class PostgresStorage(SQLStorage):
 
     async def _after_explicit_ids(self, db: Session, table: str) -> None:
         await db.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT COALESCE(MAX(id), 1) FROM {table}))"
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST(MAX(id), 1), MAX(id) IS NOT NULL)"
+            f" FROM {table}"
         )

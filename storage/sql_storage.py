@@ -466,7 +466,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             return await db.execute(
                 "UPDATE outbox SET state = 'pending', claimed_by = NULL WHERE state = 'sending'"
                 " AND (claimed_by IS NULL OR (claimed_by != ? AND claimed_by NOT IN"
-                " (SELECT id FROM instances WHERE heartbeat_at >= ?)))",
+                " (SELECT instance FROM instances WHERE heartbeat_at >= ?)))",
                 (self.instance_id, alive_since),
             )
 
@@ -581,8 +581,8 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         """Say this process is alive (its claims on outbox rows stand while it keeps saying so)."""
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO instances(id, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                "INSERT INTO instances(instance, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                 (self.instance_id, socket.gethostname(), now, now),
             )
 
@@ -601,12 +601,13 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         """A clean stop: give up this process's leases and its place among the live instances."""
         async with self._transaction() as db:
             await db.execute("DELETE FROM leases WHERE holder = ?", (self.instance_id,))
-            await db.execute("DELETE FROM instances WHERE id = ?", (self.instance_id,))
+            await db.execute("DELETE FROM instances WHERE instance = ?", (self.instance_id,))
 
     async def cluster_view(self, alive_since: float) -> dict[str, Any]:
         """The live instances and who holds each lease (the health endpoint shows it)."""
         live = await self._read.fetchall(
-            "SELECT id, host, started_at, heartbeat_at FROM instances WHERE heartbeat_at >= ? ORDER BY started_at",
+            "SELECT instance, host, started_at, heartbeat_at FROM instances WHERE heartbeat_at >= ?"
+            " ORDER BY started_at",
             (alive_since,),
         )
         leases = await self._read.fetchall("SELECT name, holder, expires_at FROM leases ORDER BY name")

@@ -30,6 +30,7 @@ if BACKEND not in {"sqlite", "postgresql"}:
 def pytest_configure(config):
     config.addinivalue_line("markers", "sim_start(epoch): start the simulator's (and bot's) clock at this time")
     config.addinivalue_line("markers", "sqlite_only: about the SQLite file itself (skipped on PostgreSQL)")
+    config.addinivalue_line("markers", "postgresql_only: needs PostgreSQL itself (runs in the PostgreSQL pass)")
 
 
 def pytest_report_header(config):
@@ -41,11 +42,11 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_collection_modifyitems(config, items):
-    if BACKEND != "sqlite":
-        skip = pytest.mark.skip(reason="about the SQLite file itself")
-        for item in items:
-            if item.get_closest_marker("sqlite_only"):
-                item.add_marker(skip)
+    other = "postgresql_only" if BACKEND == "sqlite" else "sqlite_only"
+    skip = pytest.mark.skip(reason=f"{other}: runs in the other backend's pass of scripts/test")
+    for item in items:
+        if item.get_closest_marker(other):
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ from storage.transfer import CopyReport, TransferError, _row_differences, copy_s
 from tests.helpers import DISTRICT, ROOT
 from tests.pg import pg_schema
 
+pytestmark = pytest.mark.postgresql_only
+
 NOW = 1_790_000_000.25
 
 

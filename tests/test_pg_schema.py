@@ -17,6 +17,8 @@ from storage.pg_migrations import migrate, postgres_migrations
 from storage.sqlite import migrations
 from tests.pg import pg_schema
 
+pytestmark = pytest.mark.postgresql_only
+
 LATEST = max(number for number, _ in migrations())
 DASHBOARD = 6  # the migration that adds report_facts, report_daily and their triggers
 # 2026-03-02 00:00 in Asia/Shanghai: instructions on either side of it count on different days.
