@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import json
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline import wait_http  # noqa: F401  (re-exported for the tests)
+from bench.pipeline import wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTRICT = ROOT / "demo" / "district.toml"
@@ -84,3 +87,52 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def ladder_bot_config(path: Path, sim, sim_url: str, port: int, db_toml: str, extra: str = "") -> Path:
+    """A config file for a bot run as its own process (`bot.py run`) against the simulator, with the
+    high-risk ladder shrunk to seconds (sign within 3 s; assignee, officer on duty, station leader and
+    center at 0, 1, 2 and 3 s after) so that tests watch it climb in real time."""
+    c = sim.config
+    path.write_text(f"""
+[server]
+port = {port}
+[database]
+{db_toml}
+[wecom]
+corp_id = {json.dumps(c.corp_id)}
+corp_secret = {json.dumps(c.corp_secret)}
+agent_id = {c.agent_id}
+token = {json.dumps(c.token)}
+encoding_aes_key = {json.dumps(c.encoding_aes_key)}
+api_base = "{sim_url}/cgi-bin/"
+[api]
+tokens = [{json.dumps(TOKEN)}]
+[directory]
+path = {json.dumps(str(DISTRICT))}
+[escalation]
+sweep_interval = 0.1
+[policy.high]
+ack_within = "3s"
+remind_before = "1s"
+visit_ack_within = "3s"
+ladder = {{ assignee = "0s", duty_officer = "1s", station_leader = "2s", center = "3s" }}
+[logging]
+format = "text"
+{extra}
+""", encoding="utf-8")
+    return path
+
+
+async def start_bot_process(config: Path, log_path: Path, port: int) -> asyncio.subprocess.Process:
+    """`bot.py run --config config` as a child process logging to log_path; returns once it answers."""
+    with log_path.open("ab") as log:  # the child keeps its own handle
+        proc = await asyncio.create_subprocess_exec(sys.executable, "bot.py", "run", "--config", str(config),
+                                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+    await wait_http(f"http://127.0.0.1:{port}/healthz", process=proc)
+    return proc
+
+
+def markdown_text(message: dict[str, Any]) -> str:
+    """The markdown content of a message the simulator recorded ('' for other kinds)."""
+    return message["body"].get("markdown", {}).get("content", "")

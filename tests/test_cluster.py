@@ -11,11 +11,8 @@ delivered, no card shown twice, each escalation step sent once.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 import aiohttp
@@ -23,7 +20,16 @@ import pytest
 from aiohttp import web
 
 from bot.simulator import create_simulator_app
-from tests.helpers import AUTH, DISTRICT, ROOT, TOKEN, eventually, free_port, instruction, sim_messages, wait_http
+from tests.helpers import (
+    AUTH,
+    eventually,
+    free_port,
+    instruction,
+    ladder_bot_config,
+    markdown_text,
+    sim_messages,
+    start_bot_process,
+)
 
 pytestmark = pytest.mark.postgresql_only  # several instances need PostgreSQL
 
@@ -57,57 +63,19 @@ async def sim_server(aiohttp_server, sim):
 
 
 def _config(tmp_path, sim, sim_url: str, port: int, db_toml: str):
-    c = sim.config
-    config = tmp_path / f"config-{port}.toml"
-    config.write_text(f"""
-[server]
-port = {port}
-[database]
-{db_toml}
-[cluster]
-heartbeat_interval = 0.3
-dead_after = 1.5
-poll_interval = 0.2
-[wecom]
-corp_id = {json.dumps(c.corp_id)}
-corp_secret = {json.dumps(c.corp_secret)}
-agent_id = {c.agent_id}
-token = {json.dumps(c.token)}
-encoding_aes_key = {json.dumps(c.encoding_aes_key)}
-api_base = "{sim_url}/cgi-bin/"
-[api]
-tokens = [{json.dumps(TOKEN)}]
-[directory]
-path = {json.dumps(str(DISTRICT))}
-[escalation]
-sweep_interval = 0.1
-[bulletin]
-enabled = false
-[policy.high]
-ack_within = "3s"
-remind_before = "1s"
-visit_ack_within = "3s"
-ladder = {{ assignee = "0s", duty_officer = "1s", station_leader = "2s", center = "3s" }}
-[logging]
-format = "text"
-""", encoding="utf-8")
-    return config
+    cluster = "[cluster]\nheartbeat_interval = 0.3\ndead_after = 1.5\npoll_interval = 0.2\n[bulletin]\nenabled = false"
+    return ladder_bot_config(tmp_path / f"config-{port}.toml", sim, sim_url, port, db_toml, cluster)
 
 
 async def _start(config, tmp_path, port: int) -> asyncio.subprocess.Process:
-    with (tmp_path / f"bot-{port}.log").open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "bot.py", "run", "--config", str(config),
-                                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-    await wait_http(f"http://127.0.0.1:{port}/healthz", process=proc)
-    return proc
+    return await start_bot_process(config, tmp_path / f"bot-{port}.log", port)
 
 
 async def _health(http: aiohttp.ClientSession, port: int) -> dict:
     return await (await http.get(f"http://127.0.0.1:{port}/healthz")).json()
 
 
-def _text(message: dict) -> str:
-    return message["body"].get("markdown", {}).get("content", "")
+_text = markdown_text
 
 
 def _about(message: dict, number: int) -> bool:

@@ -9,59 +9,32 @@ two steps fall due, and is started again on the same database.
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import subprocess
-import sys
 import time
 
 import aiohttp
 
-from tests.helpers import AUTH, DISTRICT, ROOT, TOKEN, eventually, free_port, instruction, sim_messages, wait_http
+from tests.helpers import (
+    AUTH,
+    eventually,
+    free_port,
+    instruction,
+    ladder_bot_config,
+    markdown_text,
+    sim_messages,
+    start_bot_process,
+)
 
 
 def _config(tmp_path, sim, sim_url: str, port: int, db_toml: str):
-    config = tmp_path / "config.toml"
-    c = sim.config
-    config.write_text(f"""
-[server]
-port = {port}
-[database]
-{db_toml}
-[wecom]
-corp_id = {json.dumps(c.corp_id)}
-corp_secret = {json.dumps(c.corp_secret)}
-agent_id = {c.agent_id}
-token = {json.dumps(c.token)}
-encoding_aes_key = {json.dumps(c.encoding_aes_key)}
-api_base = "{sim_url}/cgi-bin/"
-[api]
-tokens = [{json.dumps(TOKEN)}]
-[directory]
-path = {json.dumps(str(DISTRICT))}
-[escalation]
-sweep_interval = 0.1
-[policy.high]
-ack_within = "3s"
-remind_before = "1s"
-visit_ack_within = "3s"
-ladder = {{ assignee = "0s", duty_officer = "1s", station_leader = "2s", center = "3s" }}
-[logging]
-format = "text"
-""", encoding="utf-8")
-    return config
+    return ladder_bot_config(tmp_path / "config.toml", sim, sim_url, port, db_toml)
 
 
 async def _start(config, tmp_path, port: int) -> asyncio.subprocess.Process:
-    with (tmp_path / "bot.log").open("ab") as log:  # the child keeps its own handle
-        proc = await asyncio.create_subprocess_exec(sys.executable, "bot.py", "run", "--config", str(config),
-                                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-    await wait_http(f"http://127.0.0.1:{port}/healthz")
-    return proc
+    return await start_bot_process(config, tmp_path / "bot.log", port)
 
 
-def _text(message: dict) -> str:
-    return message["body"].get("markdown", {}).get("content", "")
+_text = markdown_text
 
 
 def _count(messages: list[dict], marker: str) -> int:
