@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -98,6 +98,17 @@ class Pipeline:
     bot_port: int
     bot: asyncio.subprocess.Process
     sim: asyncio.subprocess.Process
+    # More instances on the same (PostgreSQL) database, beside the first: their ports and processes.
+    more_ports: list[int] = field(default_factory=list)
+    more_bots: list[asyncio.subprocess.Process] = field(default_factory=list)
+
+    @property
+    def bot_ports(self) -> list[int]:
+        return [self.bot_port, *self.more_ports]
+
+    @property
+    def bots(self) -> list[asyncio.subprocess.Process]:
+        return [self.bot, *self.more_bots]
 
     @property
     def bot_url(self) -> str:
@@ -108,42 +119,60 @@ class Pipeline:
         return f"http://127.0.0.1:{self.sim_port}"
 
 
+SQLITE = 'path = "quanzu.sqlite3"'
+
+
 @asynccontextmanager
-async def pipeline(stations: int, grids: int, work: Path | None = None) -> AsyncIterator[Pipeline]:
-    """`bot.py simulator` and `bot.py run` (SQLite, synchronous=FULL) on a synthetic city, stopped on exit."""
+async def pipeline(stations: int, grids: int, work: Path | None = None, database: str = SQLITE,
+                   instances: int = 1) -> AsyncIterator[Pipeline]:
+    """`bot.py simulator` and `bot.py run` on a synthetic city, stopped on exit.
+
+    `database`: the lines of the bots' [database] section (default: the SQLite file, synchronous=FULL).
+    `instances` > 1 (PostgreSQL only): that many `bot.py run` on the same database, each on its own
+    port with its own config (config.toml, config-2.toml, …) and log (bot.log, bot-2.log, …); the
+    simulator's callback URL points at the first.
+    """
     work = work or Path(tempfile.mkdtemp(prefix="quanzu-bench-"))
     write_directory(work / "directory.toml", stations, grids)
-    sim_port, bot_port = free_port(), free_port()
-    (work / "config.toml").write_text(
-        f'[server]\nport = {bot_port}\n[database]\npath = "quanzu.sqlite3"\n'
-        f'[wecom]\ncorp_id = "{CORP_ID}"\ncorp_secret = "{CORP_SECRET}"\nagent_id = {AGENT_ID}\n'
-        f'token = "{CALLBACK_TOKEN}"\nencoding_aes_key = "{AES_KEY}"\n'
-        f'api_base = "http://127.0.0.1:{sim_port}/cgi-bin/"\n'
-        f'[api]\ntokens = ["{API_TOKEN}"]\n[directory]\npath = "directory.toml"\n[logging]\nlevel = "WARNING"\n'
-        # Deadlines in hours: every deadline and timer is still written, but no reminder or escalation
-        # for the thousands of instructions nobody signs falls due while a benchmark runs.
-        '[policy.high]\nack_within = "2h"\ncontact_within = "3h"\nreport_within = "6h"\nremind_before = "30m"\n'
-        'visit_ack_within = "2h"\nvisit_report_within = "6h"\n',
-        encoding="utf-8",
-    )
+    sim_port, ports = free_port(), [free_port() for _ in range(instances)]
+    names = ["" if i == 0 else f"-{i + 1}" for i in range(instances)]
+    for name, port in zip(names, ports, strict=True):
+        (work / f"config{name}.toml").write_text(
+            f'[server]\nport = {port}\n[database]\n{database}\n'
+            f'[wecom]\ncorp_id = "{CORP_ID}"\ncorp_secret = "{CORP_SECRET}"\nagent_id = {AGENT_ID}\n'
+            f'token = "{CALLBACK_TOKEN}"\nencoding_aes_key = "{AES_KEY}"\n'
+            f'api_base = "http://127.0.0.1:{sim_port}/cgi-bin/"\n'
+            f'[api]\ntokens = ["{API_TOKEN}"]\n[directory]\npath = "directory.toml"\n[logging]\nlevel = "WARNING"\n'
+            # Deadlines in hours: every deadline and timer is still written, but no reminder or escalation
+            # for the thousands of instructions nobody signs falls due while a benchmark runs.
+            '[policy.high]\nack_within = "2h"\ncontact_within = "3h"\nreport_within = "6h"\nremind_before = "30m"\n'
+            'visit_ack_within = "2h"\nvisit_report_within = "6h"\n',
+            encoding="utf-8",
+        )
     python = sys.executable
     sim = await asyncio.create_subprocess_exec(
         python, "bot.py", "simulator", "--port", str(sim_port), "--corp-id", CORP_ID, "--corp-secret",
         CORP_SECRET, "--token", CALLBACK_TOKEN, "--encoding-aes-key", AES_KEY, "--directory",
-        str(work / "directory.toml"), "--callback-url", f"http://127.0.0.1:{bot_port}/wecom/callback",
+        str(work / "directory.toml"), "--callback-url", f"http://127.0.0.1:{ports[0]}/wecom/callback",
         cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    log = os.open(work / "bot.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        bot = await asyncio.create_subprocess_exec(python, "bot.py", "run", "--config", str(work / "config.toml"),
-                                                   cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=log)
-    finally:
-        os.close(log)
+    bots: list[asyncio.subprocess.Process] = []
     try:
         await wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats")
-        await wait_http(f"http://127.0.0.1:{bot_port}/healthz")
-        yield Pipeline(work, sim_port, bot_port, bot, sim)
+        # One after the other: instances started at the same moment on one PostgreSQL database race in the
+        # directory import at startup, and the loser exits (a unique violation: chat_groups_pkey on an empty
+        # database, people_pkey on one already in use).
+        for name, port in zip(names, ports, strict=True):
+            log = os.open(work / f"bot{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                bots.append(await asyncio.create_subprocess_exec(
+                    python, "bot.py", "run", "--config", str(work / f"config{name}.toml"),
+                    cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=log))
+            finally:
+                os.close(log)
+            await wait_http(f"http://127.0.0.1:{port}/healthz", process=bots[-1])
+        yield Pipeline(work, sim_port, ports[0], bots[0], sim, ports[1:], bots[1:])
     finally:
-        for proc in (bot, sim):
+        for proc in (*bots, sim):
             await stop(proc)
 
 

@@ -89,13 +89,15 @@ QUICK = Plan(latency_rate=20, latency_seconds=1, intake_steps=(50, 100), step_se
 
 # -- driving load ---------------------------------------------------------------------------
 
-async def drive(work: Path, name: str, requests: list[dict], port: int, rate: float,
+async def drive(work: Path, name: str, requests: list[dict], port: int | list[int], rate: float,
                 keep_bodies: bool = False) -> dict:
-    """Run bench/loadgen.py (its own process) over `requests` at `rate`; its raw per-request result."""
+    """Run bench/loadgen.py (its own process) over `requests` at `rate`; its raw per-request result.
+    Several ports: the requests go to them round-robin."""
     source, out = work / f"{name}.jsonl", work / f"{name}.result.json"
     await asyncio.to_thread(_write_lines, source, requests)
+    targets = [a for n in ([port] if isinstance(port, int) else port) for a in ("--port", str(n))]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "bench" / "loadgen.py"), str(source), "--port", str(port), "--rate", str(rate),
+        sys.executable, str(ROOT / "bench" / "loadgen.py"), str(source), *targets, "--rate", str(rate),
         "--out", str(out), *(["--keep-bodies"] if keep_bodies else []))
     if await proc.wait() != 0:
         raise RuntimeError(f"load generator failed for {name}")
@@ -236,7 +238,8 @@ def _latency(raw: dict, sent: dict, first: dict, ok: set[int], cpu: float) -> di
 
 # -- 2. peak durable intake -----------------------------------------------------------------
 
-async def intake_ladder(p: Pipeline, plan: Plan, http: aiohttp.ClientSession) -> dict:
+async def intake_ladder(p: Pipeline, plan: Plan, http: aiohttp.ClientSession, accepted: set[int] | None = None) -> dict:
+    """The ladder against every instance of `p` (round-robin); `accepted` collects the ids answered 202."""
     counter = iter(range(10**7))
 
     async def run_step(rate: float) -> dict:
@@ -244,7 +247,10 @@ async def intake_ladder(p: Pipeline, plan: Plan, http: aiohttp.ClientSession) ->
         n = int(rate * plan.step_seconds)
         requests = [post("/api/v1/instructions", instruction(next(counter), plan.stations, plan.grids, "PEAK"))
                     for _ in range(n)]
-        return step(await drive(p.work, f"intake-{rate:g}", requests, p.bot_port, rate), {202})
+        raw = await drive(p.work, f"intake-{rate:g}", requests, p.bot_ports, rate, keep_bodies=accepted is not None)
+        if accepted is not None:
+            accepted.update(json.loads(b)["id"] for b, s in zip(raw["bodies"], raw["status"], strict=True) if s == 202)
+        return step(raw, {202})
 
     return await ladder(run_step, plan.intake_steps)
 
