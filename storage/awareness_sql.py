@@ -25,12 +25,13 @@ _TARGET_STATE = """
 
 
 class AwarenessSQL:
-    """Mixin for SQLStorage: uses its _transaction(), _read and _insert_outbox()."""
+    """Mixin for SQLStorage: uses its _transaction(), _read, _take_turns() and _insert_outbox()."""
 
     # -- residents' groups ------------------------------------------------------------------
 
     async def replace_resident_groups(self, groups: Sequence[ResidentGroup]) -> None:
         async with self._transaction() as db:
+            await self._take_turns(db)
             await db.execute("DELETE FROM resident_groups")
             await db.executemany(
                 "INSERT INTO resident_groups(code, name, station_code, channel, address, community, tags, owner,"
@@ -52,6 +53,7 @@ class AwarenessSQL:
     async def sync_config_campaigns(self, campaigns: Sequence[Campaign], now: float) -> None:
         """Make the config file's campaigns the stored ones, except where the API changed a campaign."""
         async with self._transaction() as db:
+            await self._take_turns(db)
             names = [c.name for c in campaigns]
             kept = f" AND name NOT IN ({', '.join('?' for _ in names)})" if names else ""
             await db.execute(f"DELETE FROM awareness_campaigns WHERE source = 'config'{kept}", names)

@@ -119,6 +119,14 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
     def _transaction(self):
         return self.engine.transaction()
 
+    @staticmethod
+    async def _take_turns(db: Session) -> None:
+        """Wait for any other instance rewriting what every instance writes at start (the directory,
+        residents' groups, the config's campaigns): the lock on this row, held to the end of the
+        transaction, makes them take turns on PostgreSQL, so the second replaces what the first wrote
+        instead of colliding with it."""
+        await db.execute("UPDATE meta SET value = value WHERE key = 'instance_salt'")
+
     async def _after_explicit_ids(self, db: Session, table: str) -> None:
         """Rows went into `table` with their ids given: let the next generated id follow them."""
 
@@ -129,6 +137,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
 
     async def replace_directory(self, directory: Directory) -> None:
         async with self._transaction() as db:
+            await self._take_turns(db)
             # Stations and grids stay referenced by old instructions only by code, so they can be rewritten.
             await db.defer_constraints()
             for table in ("people", "grids", "stations", "chat_groups"):

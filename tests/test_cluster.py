@@ -185,3 +185,26 @@ async def test_two_instances_one_killed_mid_burst_lose_nothing_and_double_nothin
         counts = {step: sum(marker in _text(m) for m in mine) for step, marker in _STEPS.items()}
         counts["center_group"] = sum("【超时上报】" in _text(m) and _about(m, number) for m in group)
         assert counts == {step: 1 for step in [*_STEPS, "center_group"]}, (number, counts)
+
+
+async def test_instances_started_together_both_come_up_on_a_new_and_on_a_used_database(
+    tmp_path, sim, sim_server, db_toml
+):
+    """Each instance imports the directory and the campaigns at start; started at the same moment (a new
+    cluster, or both restarted together) they take turns instead of one dying on a duplicate key."""
+    sim_url = str(sim_server.make_url("")).rstrip("/")
+    ports = [free_port(), free_port()]
+    configs = [_config(tmp_path, sim, sim_url, port, db_toml) for port in ports]
+    for _ in range(2):  # the first time on an empty database, then both restarted together
+        procs = await asyncio.gather(*(_start(config, tmp_path, port) for config, port in zip(configs, ports,
+                                                                                                strict=True)))
+        try:
+            async with aiohttp.ClientSession() as http:
+                healths = [await _health(http, port) for port in ports]
+            assert [h["status"] for h in healths] == ["ok", "ok"]
+            assert sum(h["runs_scheduled_work"] for h in healths) == 1
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                assert await asyncio.wait_for(proc.wait(), 10) == 0
