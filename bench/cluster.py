@@ -11,8 +11,8 @@ and no error; bench/loadgen.py in its own process, open loop) against
   3. two instances on the same PostgreSQL database, the load generator spreading the requests
      round-robin over both ports (the load balancer's role).
 Each configuration gets a fresh simulator and a fresh database (the PostgreSQL one is dropped and
-created again: --database, default quanzu_bench, on --pg-server); the two instances start one after the
-other (started together, they race in the directory import: bench/pipeline.py). A warm-up of 200
+created again: --database, default quanzu_bench, on --pg-server); the two instances start at the same
+moment. A warm-up of 200
 instructions, not measured, precedes each ladder. After the ladder the outbox is left to drain, then the
 simulator's log is checked: every instruction answered 202 (warm-up included) was stored and got its
 first WeCom call, and no instruction's personal card was shown twice. CPU seconds of the bots, the
@@ -290,8 +290,6 @@ async def measure(http: aiohttp.ClientSession, plan: Plan, backend: str, instanc
         stored = await pg.figures() if backend == "postgresql" else sqlite_figures(p.work / "quanzu.sqlite3")
         logged = bot_log(p.work)
         work = str(p.work)
-    if backend == "postgresql":
-        await pg.drop()
     delivered = deliveries(records, accepted | warmed)  # the warm-up's instructions must arrive too
     states = stored["outbox_states"]
     n = max(1, len(accepted))
@@ -333,9 +331,17 @@ async def run(plan: Plan, pg: PgBench, drain_within: float, warm: tuple[int, flo
             if name not in only:
                 continue
             print(f"{label} ...", flush=True)
-            r = {"label": label, **await measure(http, plan, backend, instances, pg, drain_within, warm)}
+            try:
+                r = {"label": label, **await measure(http, plan, backend, instances, pg, drain_within, warm)}
+            except Exception as err:  # recorded, and the other configurations still run
+                r = {"label": label, "backend": backend, "instances": instances, "error": repr(err)}
+                print(f"  failed: {err!r}", flush=True)
+            finally:
+                if backend == "postgresql":
+                    await pg.drop()
             result["runs"][name] = r
-            print(f"  peak {r['peak_per_s']:g}/s, delivered everything: {r['delivered_everything']}", flush=True)
+            if "error" not in r:
+                print(f"  peak {r['peak_per_s']:g}/s, delivered everything: {r['delivered_everything']}", flush=True)
     result["load_average_after"] = os.getloadavg()
     return result
 
@@ -347,6 +353,9 @@ def markdown(r: dict) -> str:
             "cards shown twice | outbox after the run | errors logged | CPU ms per instruction: bots / PostgreSQL |",
             "|---|---|---|---|---|---|---|---|"]
     for run_ in r["runs"].values():
+        if "error" in run_:
+            rows.append(f"| {run_['label']} | **the run failed**: {run_['error']} | | | | | | |")
+            continue
         lat = run_["latency_at_peak_ms"]
         d, s, cpu = run_["delivery"], run_["stored"], run_["cpu"]
         peak = f"{run_['peak_per_s']:g}/s" + ("+ (the ladder's top)" if run_["ceiling_not_reached"] else "")
@@ -379,21 +388,29 @@ def bounds(r: dict) -> list[str]:
     """What bounds the figures, from this run's own measurements."""
     cores = os.cpu_count()
     lines = [f"- Everything shares the machine's {cores} cores: the load generator, the simulator, the instances and "
-             "PostgreSQL (same disk too); a second instance adds a process, not a core. CPU per instruction of the "
-             "ladders (intake and delivery of its 3 WeCom messages), and the rate it would allow if all "
-             f"{cores} cores did nothing else:"]
+             "PostgreSQL (same disk too); a second instance adds a process, not a core. A bot's Python event loop "
+             "uses one core at most (aiosqlite's thread adds a little). CPU per instruction, averaged over the "
+             "ladder, covers intake and the delivery of its 3 WeCom messages:"]
     for run_ in r["runs"].values():
+        if "error" in run_:
+            continue
         cpu = run_["cpu"]
         parts = [f"bots {cpu['bots_ms_per_instruction']:g}"]
         if "postgresql_ms_per_instruction" in cpu:
             counters = run_["stored"].get("server_counters", {})
             xacts = counters.get("xact_commit", 0) / max(1, run_["stored"]["instructions_stored"])
-            parts.append(f"PostgreSQL {cpu['postgresql_ms_per_instruction']:g} ({xacts:.0f} transactions)")
+            parts.append(f"PostgreSQL {cpu['postgresql_ms_per_instruction']:g} in {xacts:.0f} transactions")
+        failed = [s["offered_per_s"] for s in run_["ladder"]["steps"] if not s["passed"]]
+        at = ""
+        if failed:
+            rate = min(failed)
+            per_bot = rate * cpu["bots_ms_per_instruction"] / 1000 / run_["instances"]
+            at = (f" At the lowest rung that failed ({rate:g}/s) that is about {per_bot:.2f} cores per bot and "
+                  f"{rate * cpu['all_ms_per_instruction'] / 1000:.2f} cores in all.")
         lines.append(
             f"- {run_['label']}: {cpu['all_ms_per_instruction']:g} ms ({', '.join(parts)}; the rest simulator and "
-            f"load generator) → at most ~{cpu['cpu_bound_per_s']:g}/s; over its ladder the machine was "
-            f"{cpu['machine_busy_cores']:g} of {cores} cores busy, {cpu['other_processes_busy_cores']:g} of them "
-            "by processes outside this benchmark.")
+            f"load generator).{at} Processes outside the benchmark took {cpu['other_processes_busy_cores']:g} "
+            "cores on average meanwhile.")
     return lines
 
 
@@ -424,6 +441,8 @@ def main() -> None:
     (args.out / "cluster.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (args.out / "cluster.md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
+    if any("error" in r for r in result["runs"].values()):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

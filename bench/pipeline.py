@@ -158,10 +158,8 @@ async def pipeline(stations: int, grids: int, work: Path | None = None, database
     bots: list[asyncio.subprocess.Process] = []
     try:
         await wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats")
-        # One after the other: instances started at the same moment on one PostgreSQL database race in the
-        # directory import at startup, and the loser exits (a unique violation: chat_groups_pkey on an empty
-        # database, people_pkey on one already in use).
-        for name, port in zip(names, ports, strict=True):
+        # All at once, as a cluster restarting together does (they take turns in the start-up import).
+        for name in names:
             log = os.open(work / f"bot{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
                 bots.append(await asyncio.create_subprocess_exec(
@@ -169,7 +167,8 @@ async def pipeline(stations: int, grids: int, work: Path | None = None, database
                     cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=log))
             finally:
                 os.close(log)
-            await wait_http(f"http://127.0.0.1:{port}/healthz", process=bots[-1])
+        for bot, port in zip(bots, ports, strict=True):
+            await wait_http(f"http://127.0.0.1:{port}/healthz", process=bot)
         yield Pipeline(work, sim_port, ports[0], bots[0], sim, ports[1:], bots[1:])
     finally:
         for proc in (*bots, sim):

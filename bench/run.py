@@ -100,7 +100,7 @@ async def drive(work: Path, name: str, requests: list[dict], port: int | list[in
         sys.executable, str(ROOT / "bench" / "loadgen.py"), str(source), *targets, "--rate", str(rate),
         "--out", str(out), *(["--keep-bodies"] if keep_bodies else []))
     if await proc.wait() != 0:
-        raise RuntimeError(f"load generator failed for {name}")
+        raise RuntimeError(f"load generator failed for {name} (exit code {proc.returncode})")
     return json.loads(await asyncio.to_thread(out.read_text, encoding="utf-8"))
 
 
