@@ -72,8 +72,9 @@ class _SQLiteSession:
         return list(await self._conn.execute_fetchall(sql, args))
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Any | None:
-        async with self._conn.execute(sql, args) as cursor:
-            return await cursor.fetchone()
+        # One trip to aiosqlite's thread (a cursor's execute, fetchone and close would be three).
+        rows = await self._conn.execute_fetchall(sql, args)
+        return rows[0] if rows else None
 
     async def fetchval(self, sql: str, args: Sequence[Any] = ()) -> Any:
         row = await self.fetchone(sql, args)
