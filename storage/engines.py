@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -46,8 +48,14 @@ class Engine(Protocol):
 
     async def close(self) -> None: ...
 
-    def transaction(self) -> Any:
-        """An async context manager yielding a Session; commits on exit, rolls back on an exception."""
+    def transaction(self, durable: bool = True) -> Any:
+        """An async context manager yielding a Session; commits on exit, rolls back on an exception.
+
+        Not `durable`: the commit is not flushed to disk before it returns (it is with the next durable
+        one). For writes whose loss at a power cut changes nothing — a claim on an outbox row (lost, the
+        row is pending, as a claim of a dead process becomes), a deferral, a heartbeat — so they do not
+        each wait for an fsync that the instructions' own commits are queueing behind.
+        """
 
     @property
     def read(self) -> Session:
@@ -57,7 +65,9 @@ class Engine(Protocol):
 # -- SQLite ------------------------------------------------------------------------------------
 
 
-class _SQLiteSession:
+class _SQLiteReader:
+    """The read-only connection, through aiosqlite's thread: a long report query never holds up the loop."""
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
@@ -84,52 +94,111 @@ class _SQLiteSession:
         return await self.fetchval(f"{sql} RETURNING id", args)
 
     async def defer_constraints(self) -> None:
-        await self._conn.execute("PRAGMA defer_foreign_keys=ON")
+        raise RuntimeError("the reader does not write")
+
+
+class _SQLiteWriter:
+    """The writer's statements, run on the event loop itself inside a transaction the engine opened.
+
+    Each is an indexed insert or update of a few rows (tens of microseconds); sending it to a thread
+    and waking the loop for its answer cost several times that, some thirty times per instruction.
+    Only what can wait — BEGIN IMMEDIATE (another connection's lock) and COMMIT (the fsync) — goes to
+    the connection's own thread.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, args).rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        return self._conn.execute(sql, args).fetchall()
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Any | None:
+        return self._conn.execute(sql, args).fetchone()
+
+    async def fetchval(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        row = self._conn.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int | None:
+        return await self.fetchval(f"{sql} RETURNING id", args)
+
+    async def defer_constraints(self) -> None:
+        self._conn.execute("PRAGMA defer_foreign_keys=ON")
 
 
 class SQLiteEngine:
-    """One connection writes, behind an asyncio lock, in explicit transactions. Reads go through a
-    second, read-only connection: in WAL mode it sees only committed data, so nothing reads (and, say,
-    sends) the rows of a transaction that may still roll back, and reads go on beside a write."""
+    """One connection writes, behind an asyncio lock, in explicit transactions (statements inline,
+    BEGIN and COMMIT on the connection's one thread, so they stay in order even if a caller is
+    cancelled). Reads go through a second, read-only connection: in WAL mode it sees only committed
+    data, so nothing reads (and, say, sends) the rows of a transaction that may still roll back, and
+    reads go on beside a write."""
 
     dialect = "sqlite"
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: sqlite3.Connection, thread: ThreadPoolExecutor, reader: aiosqlite.Connection,
+                 synchronous: str) -> None:
         self._writer = writer
+        self._synchronous = synchronous
+        self._thread = thread
         self._reader = reader
         self._lock = asyncio.Lock()
-        self._write = _SQLiteSession(writer)
-        self._read = _SQLiteSession(reader)
+        self._write = _SQLiteWriter(writer)
+        self._read = _SQLiteReader(reader)
 
     @classmethod
-    async def connect(cls, path: Path, synchronous: str, migrate: Any) -> SQLiteEngine:
+    async def connect(cls, path: Path, synchronous: str, migrate: Callable[[sqlite3.Connection], None]
+                      ) -> SQLiteEngine:
         """Open the file (WAL), apply `migrate(writer)`, then open the reader."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await aiosqlite.connect(path, isolation_level=None)
-        writer.row_factory = aiosqlite.Row
-        for pragma in ("journal_mode=WAL", f"synchronous={synchronous}", "foreign_keys=ON", "busy_timeout=5000"):
-            await writer.execute(f"PRAGMA {pragma}")
-        await migrate(writer)
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+
+        def open_writer() -> sqlite3.Connection:
+            writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            writer.row_factory = sqlite3.Row
+            for pragma in ("journal_mode=WAL", f"synchronous={synchronous}", "foreign_keys=ON",
+                           "busy_timeout=5000"):
+                writer.execute(f"PRAGMA {pragma}")
+            migrate(writer)
+            return writer
+
+        writer = await asyncio.get_running_loop().run_in_executor(thread, open_writer)
         reader = await aiosqlite.connect(path, isolation_level=None)
         reader.row_factory = aiosqlite.Row
         await reader.execute("PRAGMA query_only=ON")
         await reader.execute("PRAGMA busy_timeout=5000")
-        return cls(writer, reader)
+        return cls(writer, thread, reader, synchronous)
 
     async def close(self) -> None:
         await self._reader.close()
-        await self._writer.close()
+        async with self._lock:
+            await self._on_thread(self._writer.close)
+        self._thread.shutdown(wait=False)
+
+    async def _on_thread(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
+    async def transaction(self, durable: bool = True) -> AsyncIterator[Session]:
         async with self._lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            if not durable:  # in WAL mode NORMAL commits without an fsync; a later FULL commit covers it
+                self._writer.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._write
-            except BaseException:
-                await self._writer.execute("ROLLBACK")
-                raise
-            await self._writer.execute("COMMIT")
+                await self._on_thread(self._writer.execute, "BEGIN IMMEDIATE")
+                try:
+                    yield self._write
+                except BaseException:
+                    await asyncio.shield(self._on_thread(self._writer.execute, "ROLLBACK"))
+                    raise
+                await asyncio.shield(self._on_thread(self._writer.execute, "COMMIT"))
+            finally:
+                if not durable:
+                    self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
 
     @property
     def read(self) -> Session:
@@ -204,8 +273,10 @@ class PostgresEngine:
         await self._pool.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Session]:
+    async def transaction(self, durable: bool = True) -> AsyncIterator[Session]:
         async with self._pool.acquire() as conn, conn.transaction():
+            if not durable:
+                await conn.execute("SET LOCAL synchronous_commit = off")
             yield _PostgresSession(conn)
 
     @property

@@ -116,8 +116,8 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         """Committed data only."""
         return self.engine.read
 
-    def _transaction(self):
-        return self.engine.transaction()
+    def _transaction(self, durable: bool = True):
+        return self.engine.transaction(durable)
 
     @staticmethod
     async def _take_turns(db: Session) -> None:
@@ -471,7 +471,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         Gone: not this process, and no heartbeat since `alive_since` (storage/sqlite.py: one process
         owns the file, so every claim it finds at start is from a previous one).
         """
-        async with self._transaction() as db:
+        async with self._transaction(durable=False) as db:
             return await db.execute(
                 "UPDATE outbox SET state = 'pending', claimed_by = NULL WHERE state = 'sending'"
                 " AND (claimed_by IS NULL OR (claimed_by != ? AND claimed_by NOT IN"
@@ -493,7 +493,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
     async def defer(self, deferrals: Sequence[tuple[int, float]]) -> None:
         if not deferrals:
             return
-        async with self._transaction() as db:
+        async with self._transaction(durable=False) as db:
             await db.executemany(
                 "UPDATE outbox SET next_attempt_at = ? WHERE id = ?", [(at, rid) for rid, at in deferrals]
             )
@@ -502,7 +502,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         """Take pending rows for this process to send; the ids it got (another instance may have been first)."""
         if not row_ids:
             return set()
-        async with self._transaction() as db:
+        async with self._transaction(durable=False) as db:
             rows = await db.fetchall(
                 "UPDATE outbox SET state = 'sending', claimed_by = ?, attempts = attempts + 1, last_attempt_at = ?"
                 f" WHERE id IN ({', '.join('?' * len(row_ids))}) AND state = 'pending' RETURNING id",
@@ -555,7 +555,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         )
 
     async def mark_retry(self, row_id: int, next_at: float, error: str) -> None:
-        async with self._transaction() as db:
+        async with self._transaction(durable=False) as db:
             await db.execute(
                 "UPDATE outbox SET state = 'pending', claimed_by = NULL, next_attempt_at = ?, last_error = ?"
                 " WHERE id = ?",
@@ -588,7 +588,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
 
     async def heartbeat(self, now: float) -> None:
         """Say this process is alive (its claims on outbox rows stand while it keeps saying so)."""
-        async with self._transaction() as db:
+        async with self._transaction(durable=False) as db:
             await db.execute(
                 "INSERT INTO instances(instance, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (instance) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
@@ -597,7 +597,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
 
     async def hold_lease(self, name: str, now: float, ttl: float) -> bool:
         """Take or renew the lease `name` until now + ttl; False while another live holder has it."""
-        async with self._transaction() as db:
+        async with self._transaction(durable=False) as db:
             row = await db.fetchone(
                 "INSERT INTO leases(name, holder, expires_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at"

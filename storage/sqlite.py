@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from importlib import resources
 from pathlib import Path
-
-import aiosqlite
 
 from storage.engines import Engine, SQLiteEngine
 from storage.sql_storage import SQLStorage
@@ -24,14 +23,14 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(scripts)
 
 
-async def migrate(db: aiosqlite.Connection) -> None:
-    (version,) = await (await db.execute("PRAGMA user_version")).fetchone()
+def migrate(db: sqlite3.Connection) -> None:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
     for number, script in migrations():
         if number <= version:
             continue
         _LOGGER.info("applying migration %03d", number)
         # executescript commits on its own; the version bump is part of the script's transaction
-        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+        db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
 
 
 class SQLiteStorage(SQLStorage):
@@ -49,7 +48,7 @@ class SQLiteStorage(SQLStorage):
 
     async def release_claims(self, alive_since: float) -> int:
         """One process owns the file, so any claim not made by this one is from a process that ended."""
-        async with self._transaction() as db:
+        async with self._transaction(durable=False) as db:
             return await db.execute(
                 "UPDATE outbox SET state = 'pending', claimed_by = NULL WHERE state = 'sending'"
                 " AND (claimed_by IS NULL OR claimed_by != ?)",

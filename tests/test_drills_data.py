@@ -28,8 +28,8 @@ async def test_sqlite_runs_in_wal_mode_with_the_configured_durability(aiohttp_cl
         settings = make_settings(str(sim_server.make_url("")).rstrip("/"), database={"synchronous": setting})
         client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
         db = services(client).storage.engine._writer  # the connection that commits
-        assert (await (await db.execute("PRAGMA journal_mode")).fetchone())[0] == "wal"
-        assert (await (await db.execute("PRAGMA synchronous")).fetchone())[0] == level
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == level
         await client.close()
 
 
