@@ -48,7 +48,7 @@ class Cluster:
 
     async def start(self) -> None:
         """Register, take back what dead instances left, try for the lease; then keep doing so."""
-        await self.beat()
+        await self.beat(starting=True)
         self._task = asyncio.create_task(self._run(), name="cluster-heartbeat")
 
     async def stop(self) -> None:
@@ -62,7 +62,7 @@ class Cluster:
         except Exception:
             _LOGGER.exception("could not hand back the scheduler lease; another instance takes it after dead_after")
 
-    async def beat(self) -> None:
+    async def beat(self, starting: bool = False) -> None:
         now = self._clock()
         s = self._settings
         await self._storage.heartbeat(now)
@@ -76,6 +76,8 @@ class Cluster:
             self._lease_until = 0.0
             if was_leading:
                 _LOGGER.warning("lost the scheduler lease to another instance", extra={"instance": self.instance_id})
+        if not (starting or self._storage.shared):
+            return  # one process on the database: what others claimed was found at start
         released = await self._storage.release_claims(now - s.dead_after)
         if released:
             _LOGGER.warning("re-queued %d messages claimed by an instance that stopped before sending them",

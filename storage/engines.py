@@ -22,19 +22,23 @@ import aiosqlite
 import asyncpg
 
 
-class Session(Protocol):
-    """A transaction, or the read side: runs statements written with `?` placeholders."""
-
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        """Run one statement; the number of rows it changed."""
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+class Reader(Protocol):
+    """Queries of committed data, written with `?` placeholders."""
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]: ...
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Any | None: ...
 
     async def fetchval(self, sql: str, args: Sequence[Any] = ()) -> Any: ...
+
+
+class Session(Reader, Protocol):
+    """A transaction: queries and writes."""
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int | None:
         """Run an INSERT; the new row's id, or None if ON CONFLICT DO NOTHING skipped it."""
@@ -44,8 +48,6 @@ class Session(Protocol):
 
 
 class Engine(Protocol):
-    dialect: str
-
     async def close(self) -> None: ...
 
     def transaction(self, durable: bool = True) -> Any:
@@ -58,7 +60,7 @@ class Engine(Protocol):
         """
 
     @property
-    def read(self) -> Session:
+    def read(self) -> Reader:
         """Reads of committed data only, beside any write in progress."""
 
 
@@ -71,13 +73,6 @@ class _SQLiteReader:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
-        cursor = await self._conn.execute(sql, args)
-        return cursor.rowcount
-
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
-
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
         return list(await self._conn.execute_fetchall(sql, args))
 
@@ -89,12 +84,6 @@ class _SQLiteReader:
     async def fetchval(self, sql: str, args: Sequence[Any] = ()) -> Any:
         row = await self.fetchone(sql, args)
         return None if row is None else row[0]
-
-    async def insert(self, sql: str, args: Sequence[Any] = ()) -> int | None:
-        return await self.fetchval(f"{sql} RETURNING id", args)
-
-    async def defer_constraints(self) -> None:
-        raise RuntimeError("the reader does not write")
 
 
 class _SQLiteWriter:
@@ -138,8 +127,6 @@ class SQLiteEngine:
     cancelled). Reads go through a second, read-only connection: in WAL mode it sees only committed
     data, so nothing reads (and, say, sends) the rows of a transaction that may still roll back, and
     reads go on beside a write."""
-
-    dialect = "sqlite"
 
     def __init__(self, writer: sqlite3.Connection, thread: ThreadPoolExecutor, reader: aiosqlite.Connection,
                  synchronous: str) -> None:
@@ -201,7 +188,7 @@ class SQLiteEngine:
                     self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
 
     @property
-    def read(self) -> Session:
+    def read(self) -> Reader:
         return self._read
 
 
@@ -256,8 +243,6 @@ class PostgresEngine:
     guarded in the SQL itself (conditional UPDATEs, unique keys, ON CONFLICT), never by a lock here.
     """
 
-    dialect = "postgresql"
-
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._read = _PostgresSession(pool)
@@ -280,7 +265,7 @@ class PostgresEngine:
             yield _PostgresSession(conn)
 
     @property
-    def read(self) -> Session:
+    def read(self) -> Reader:
         return self._read
 
 

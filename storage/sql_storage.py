@@ -39,7 +39,7 @@ from bot.models import (
 from bot.roster import Shift
 from storage.awareness_sql import AwarenessSQL
 from storage.base import DispatchPlanner
-from storage.engines import Engine, Session
+from storage.engines import Engine, Reader, Session
 from storage.reports_sql import ReportsSQL
 
 _LOGGER = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         return self._engine
 
     @property
-    def _read(self) -> Session:
+    def _read(self) -> Reader:
         """Committed data only."""
         return self.engine.read
 
