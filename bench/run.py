@@ -296,11 +296,14 @@ async def callback_ladder(p: Pipeline, plan: Plan, http: aiohttp.ClientSession, 
         cards = await _instructions_with_cards(p, plan, http, log, [next(counter) for _ in range(n)])
         requests = [_signed_ack(crypto, *card) for card in cards]
         await _quiet(http, p)
-        before = _acks(p)
+        before, cpu = _acks(p), cpu_seconds(p.bot.pid)
         raw = await drive(p.work, f"callbacks-{rate:g}", requests, p.bot_port, rate, keep_bodies=True)
         # Done = a passive reply came back: verified, decrypted, stored, deduplicated and signed for.
         result = step(raw, {200}, [bool(b.strip()) for b in raw["bodies"]])
-        return {**result, "acks_recorded": _acks(p) - before}
+        await _quiet(http, p)  # the group notices and feedback cards each sign-for queued: its work too
+        used = cpu_seconds(p.bot.pid) - cpu
+        return {**result, "acks_recorded": _acks(p) - before,
+                "cpu_ms_per_callback": round(used * 1000 / max(1, raw["count"]), 2)}
 
     return await ladder(run_step, plan.callback_steps)
 
@@ -443,6 +446,7 @@ async def run(plan: Plan, quick: bool, phases: tuple[str, ...] = PHASES, profile
     if profile:
         result["profile"] = {name: profiling.top_frames(f.read_text(encoding="utf-8"))
                              for name, f in profiles.items() if f.exists()}
+        result["profile_stacks"] = {name: f.read_text(encoding="utf-8") for name, f in profiles.items() if f.exists()}
     if "scale" in phases:
         print("4. scale ...", flush=True)
         result["scale"] = await scale(plan, quick)
@@ -575,11 +579,14 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "date": time.strftime("%Y-%m-%d %H:%M"), "duration_s": round(time.time() - started),
     })
+    stacks = result.pop("profile_stacks", {})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (args.out / "bench.md").write_text(markdown(result), encoding="utf-8")
     if "profile" in result:
         (args.out / "profile.md").write_text(profiling.markdown(result["profile"]), encoding="utf-8")
+    for name, raw in stacks.items():  # py-spy's collapsed stacks, for a closer look
+        (args.out / f"profile-{name}.txt").write_text(raw, encoding="utf-8")
     print(markdown(result))
 
 

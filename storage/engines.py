@@ -9,6 +9,7 @@ position and by column name, iterate and slice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -42,9 +43,6 @@ class Session(Reader, Protocol):
 
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int | None:
         """Run an INSERT; the new row's id, or None if ON CONFLICT DO NOTHING skipped it."""
-
-    async def defer_constraints(self) -> None:
-        """Check foreign keys at commit, not per statement (for rewriting linked tables)."""
 
 
 class Engine(Protocol):
@@ -117,16 +115,32 @@ class _SQLiteWriter:
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int | None:
         return await self.fetchval(f"{sql} RETURNING id", args)
 
-    async def defer_constraints(self) -> None:
-        self._conn.execute("PRAGMA defer_foreign_keys=ON")
+
+class _Group:
+    """Transactions committed together: one BEGIN IMMEDIATE, one COMMIT (one fsync) for all of them."""
+
+    def __init__(self, durable: bool, begun: asyncio.Future[Any]) -> None:
+        self.durable = durable
+        self.begun = begun
+        self.committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Members that went away (cancelled) must not leave an unread failure behind.
+        for future in (begun, self.committed):
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 class SQLiteEngine:
-    """One connection writes, behind an asyncio lock, in explicit transactions (statements inline,
+    """One connection writes, one transaction body at a time behind an asyncio lock (statements inline,
     BEGIN and COMMIT on the connection's one thread, so they stay in order even if a caller is
     cancelled). Reads go through a second, read-only connection: in WAL mode it sees only committed
     data, so nothing reads (and, say, sends) the rows of a transaction that may still roll back, and
-    reads go on beside a write."""
+    reads go on beside a write.
+
+    Group commit: the bodies queued while one group commits run in the next SQLite transaction, each
+    in a savepoint of its own (a failing body rolls back only its own writes), and one COMMIT, one
+    fsync, makes them all durable; each caller returns only after it. With synchronous=FULL the fsync
+    (milliseconds) is what a write waits for, so sign-fors, sent marks and intake arriving together
+    share it instead of queueing for one each.
+    """
 
     def __init__(self, writer: sqlite3.Connection, thread: ThreadPoolExecutor, reader: aiosqlite.Connection,
                  synchronous: str) -> None:
@@ -135,6 +149,8 @@ class SQLiteEngine:
         self._thread = thread
         self._reader = reader
         self._lock = asyncio.Lock()
+        self._group: _Group | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
         self._write = _SQLiteWriter(writer)
         self._read = _SQLiteReader(reader)
 
@@ -164,28 +180,88 @@ class SQLiteEngine:
     async def close(self) -> None:
         await self._reader.close()
         async with self._lock:
+            if self._group is not None:
+                await self._commit(self._group)
             await self._on_thread(self._writer.close)
         self._thread.shutdown(wait=False)
 
     async def _on_thread(self, call: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *args)
+        # Shielded: once queued, the statement runs whatever happens to the caller; waiting for it keeps
+        # what the engine believes in step with what the connection did.
+        return await asyncio.shield(asyncio.get_running_loop().run_in_executor(self._thread, call, *args))
 
     @asynccontextmanager
     async def transaction(self, durable: bool = True) -> AsyncIterator[Session]:
         async with self._lock:
-            if not durable:  # in WAL mode NORMAL commits without an fsync; a later FULL commit covers it
-                self._writer.execute("PRAGMA synchronous=NORMAL")
+            group = await self._join(durable)
+            self._writer.execute("SAVEPOINT member")
             try:
-                await self._on_thread(self._writer.execute, "BEGIN IMMEDIATE")
-                try:
-                    yield self._write
-                except BaseException:
-                    await asyncio.shield(self._on_thread(self._writer.execute, "ROLLBACK"))
-                    raise
-                await asyncio.shield(self._on_thread(self._writer.execute, "COMMIT"))
-            finally:
-                if not durable:
-                    self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
+                yield self._write
+            except BaseException:
+                await self._roll_back_member(group)
+                raise
+            self._writer.execute("RELEASE member")
+        await asyncio.shield(group.committed)
+
+    async def _join(self, durable: bool) -> _Group:
+        """The open group, or a new one (with its flusher queued behind every body waiting now)."""
+        group = self._group
+        if group is not None and durable and not group.durable:
+            await self._commit(group)  # a durable write must not ride on a commit that is not flushed
+            group = None
+        if group is None:
+            # synchronous cannot change inside a transaction. NORMAL in WAL mode commits without an
+            # fsync; the next FULL commit covers it.
+            if not durable:
+                self._writer.execute("PRAGMA synchronous=NORMAL")
+            begun = asyncio.get_running_loop().run_in_executor(self._thread, self._writer.execute, "BEGIN IMMEDIATE")
+            group = self._group = _Group(durable, begun)
+            flusher = asyncio.create_task(self._flush(group), name="sqlite-group-commit")
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        try:
+            await asyncio.shield(group.begun)
+        except sqlite3.Error as err:  # another connection held the file past busy_timeout
+            if self._group is group:
+                self._group = None
+                group.committed.set_exception(err)
+            raise
+        return group
+
+    async def _flush(self, group: _Group) -> None:
+        async with self._lock:
+            if self._group is group:
+                with contextlib.suppress(Exception):  # the group's members are told, through `committed`
+                    await self._commit(group)
+
+    async def _commit(self, group: _Group) -> None:
+        self._group = None
+        try:
+            await asyncio.shield(group.begun)
+            await self._on_thread(self._writer.execute, "COMMIT")
+        except BaseException as err:
+            if self._writer.in_transaction:
+                await self._on_thread(self._writer.execute, "ROLLBACK")
+            if not group.committed.done():
+                group.committed.set_exception(err)
+            raise
+        finally:
+            if not group.durable:  # between groups the connection is at the configured level
+                self._writer.execute(f"PRAGMA synchronous={self._synchronous}")
+        group.committed.set_result(None)
+
+    async def _roll_back_member(self, group: _Group) -> None:
+        """Undo one failed body; if SQLite had to roll back the whole transaction (disk full, I/O
+        error), the group is lost and every member of it fails."""
+        try:
+            self._writer.execute("ROLLBACK TO member")
+            self._writer.execute("RELEASE member")
+        except sqlite3.Error as err:
+            if self._group is group:
+                self._group = None
+                if self._writer.in_transaction:
+                    await self._on_thread(self._writer.execute, "ROLLBACK")
+                group.committed.set_exception(err)
 
     @property
     def read(self) -> Reader:
@@ -231,9 +307,6 @@ class _PostgresSession:
 
     async def insert(self, sql: str, args: Sequence[Any] = ()) -> int | None:
         return await self.fetchval(f"{sql} RETURNING id", args)
-
-    async def defer_constraints(self) -> None:
-        await self._conn.execute("SET CONSTRAINTS ALL DEFERRED")
 
 
 class PostgresEngine:

@@ -1,20 +1,18 @@
 """The storage of instructions, deadlines, callbacks and the outbox, in SQL both backends run.
 
-Intake requests (and delivery records) that arrive while one of their kind is being committed are
-committed together in the next transaction (group commit), so one fsync covers many instructions.
+With SQLite, writes that arrive while one is being committed are committed together in the next
+transaction (group commit, storage/engines.py), so one fsync covers many of them.
 Subclasses choose the engine: storage/sqlite.py (the embedded default) and storage/postgres.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bot.directory import ChatGroup, Directory, Grid, Person, Station
@@ -60,34 +58,12 @@ _TIMER_COLUMNS = "id, deadline_id, instruction_id, step, notify, fire_at, state,
 _DISPATCH_PURPOSES = ("station_notice", "assignee_card")
 
 
-@dataclass
-class _AcceptRequest:
-    items: Sequence[NewInstruction]
-    route: Callable[[NewInstruction], dict[str, Any]]
-    plan: DispatchPlanner
-    now: float
-    future: asyncio.Future[list[AcceptResult]]
-
-
-@dataclass
-class _SentRequest:
-    row: OutboxRow
-    now: float
-    msgid: str | None
-    response_code: str | None
-    note: str | None
-    future: asyncio.Future[int]
-
-
 class SQLStorage(AwarenessSQL, ReportsSQL):
     """Everything Quanzu stores, over an Engine (storage/engines.py): SQLite or PostgreSQL."""
 
     def __init__(self) -> None:
         self._engine: Engine | None = None
         self.instance_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._accepts: list[_AcceptRequest] = []
-        self._sent: list[_SentRequest] = []
-        self._group_locks = {"accepts": asyncio.Lock(), "sent": asyncio.Lock()}
 
     async def open(self) -> None:
         self._engine = await self._connect()
@@ -138,8 +114,8 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
     async def replace_directory(self, directory: Directory) -> None:
         async with self._transaction() as db:
             await self._take_turns(db)
-            # Stations and grids stay referenced by old instructions only by code, so they can be rewritten.
-            await db.defer_constraints()
+            # Stations and grids stay referenced by old instructions only by code, so they can be rewritten:
+            # children are deleted first and parents inserted first, so each foreign key holds throughout.
             for table in ("people", "grids", "stations", "chat_groups"):
                 await db.execute(f"DELETE FROM {table}")
             await db.executemany(
@@ -200,48 +176,20 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         now: float,
     ) -> list[AcceptResult]:
         """Store new instructions with their outbox rows and audit events, durably, before returning."""
-        request = _AcceptRequest(items, route, plan, now, asyncio.get_running_loop().create_future())
-        return await self._grouped("accepts", self._accepts, request, self._commit_accepts)
-
-    async def _grouped(self, kind: str, queue: list, request: Any, commit: Callable[[list], Awaitable[None]]) -> Any:
-        """Group commit: whoever gets this kind's lock first commits every request queued by then."""
-        queue.append(request)
-        async with self._group_locks[kind]:
-            if not request.future.done():
-                batch = queue[:]
-                queue.clear()
-                # Shielded: a caller that goes away must not abandon the other requests in this batch.
-                await asyncio.shield(commit(batch))
-        return await request.future
-
-    async def _commit_accepts(self, batch: list[_AcceptRequest]) -> None:
         try:
-            await self._accept_in_transaction(batch)
-        except Exception:
-            if len(batch) == 1:
-                batch[0].future.set_exception(_fresh_exception())
-                _LOGGER.exception("storing an intake request failed")
-                return
-            _LOGGER.warning("group commit of %d intake requests failed; retrying one by one", len(batch))
-            for request in batch:
-                try:
-                    await self._accept_in_transaction([request])
-                except Exception:
-                    _LOGGER.exception("storing an intake request failed")
-                    request.future.set_exception(_fresh_exception())
+            async with self._transaction() as db:
+                return [await self._accept_one(db, item, route, plan, now) for item in items]
+        except Exception as err:
+            _LOGGER.exception("storing an intake request failed")
+            raise RuntimeError("指令未能写入数据库，请稍后重试") from err
 
-    async def _accept_in_transaction(self, batch: list[_AcceptRequest]) -> None:
-        async with self._transaction() as db:
-            outcomes = [[await self._accept_one(db, item, r) for item in r.items] for r in batch]
-        for request, results in zip(batch, outcomes, strict=True):
-            request.future.set_result(results)
-
-    async def _accept_one(self, db: Session, item: NewInstruction, req: _AcceptRequest) -> AcceptResult:
+    async def _accept_one(self, db: Session, item: NewInstruction, route: Callable[[NewInstruction], dict[str, Any]],
+                          plan: DispatchPlanner, now: float) -> AcceptResult:
         existing = "SELECT id, state FROM instructions WHERE instruction_no = ?"
         row = await db.fetchone(existing, (item.instruction_no,))
         if row is not None:
             return AcceptResult(row["id"], item.instruction_no, created=False, state=row["state"])
-        routing = req.route(item)
+        routing = route(item)
         t = item.target
         instruction_id = await db.insert(
             "INSERT INTO instructions(instruction_no, issued_at, received_at, warning_type, fraud_type, risk_level,"
@@ -250,7 +198,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?)"
             " ON CONFLICT (instruction_no) DO NOTHING",
             (
-                item.instruction_no, item.issued_at, req.now, item.warning_type, item.fraud_type, item.risk_level,
+                item.instruction_no, item.issued_at, now, item.warning_type, item.fraud_type, item.risk_level,
                 t.name, t.phone, t.id_number, t.address, t.age, item.station_code, item.grid_code,
                 routing["routed_station"], routing["routed_grid"], int(routing["needs_assignment"]),
                 item.summary, item.amount_at_risk, json.dumps(item.raw, ensure_ascii=False),
@@ -260,17 +208,17 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             row = await db.fetchone(existing, (item.instruction_no,))
             return AcceptResult(row["id"], item.instruction_no, created=False, state=row["state"])
         instruction = Instruction(
-            id=instruction_id, instruction_no=item.instruction_no, issued_at=item.issued_at, received_at=req.now,
+            id=instruction_id, instruction_no=item.instruction_no, issued_at=item.issued_at, received_at=now,
             warning_type=item.warning_type, fraud_type=item.fraud_type, risk_level=item.risk_level, target=t,
             station_code=item.station_code, grid_code=item.grid_code, routed_station=routing["routed_station"],
             routed_grid=routing["routed_grid"], needs_assignment=bool(routing["needs_assignment"]),
             summary=item.summary, amount_at_risk=item.amount_at_risk, state="received", delivery_failed=False,
         )
-        plan = req.plan(instruction)
-        await self._insert_events(db, instruction_id, plan.events, req.now)
-        await self._insert_outbox(db, instruction_id, plan.messages, req.now)
-        await self._assign(db, instruction_id, plan.assignees, req.now)
-        await self._insert_deadlines(db, instruction_id, plan.deadlines)
+        dispatch = plan(instruction)
+        await self._insert_events(db, instruction_id, dispatch.events, now)
+        await self._insert_outbox(db, instruction_id, dispatch.messages, now)
+        await self._assign(db, instruction_id, dispatch.assignees, now)
+        await self._insert_deadlines(db, instruction_id, dispatch.deadlines)
         return AcceptResult(instruction_id, item.instruction_no, created=True, state="received")
 
     async def get_instruction(self, instruction_id: int) -> Instruction | None:
@@ -515,44 +463,27 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
     ) -> int:
         """Record a delivery; returns how many dispatch rows of its instruction are still undelivered.
 
-        Deliveries that finish while a write is in flight are committed together in the next transaction:
-        the time between WeCom's answer and its durable record is the window in which a crash makes the
-        message go out again, and one commit for many keeps that window to about one fsync.
+        The time between WeCom's answer and this durable record is the window in which a crash makes
+        the message go out again; the engine's group commit keeps it to about one fsync.
         """
-        request = _SentRequest(row, now, msgid, response_code, note, asyncio.get_running_loop().create_future())
-        return await self._grouped("sent", self._sent, request, self._commit_sent)
-
-    async def _commit_sent(self, batch: list[_SentRequest]) -> None:
-        try:
-            async with self._transaction() as db:
-                remaining = [await self._mark_sent_one(db, r) for r in batch]
-        except Exception as err:
-            for request in batch:
-                request.future.set_exception(err)
-            return
-        for request, count in zip(batch, remaining, strict=True):
-            request.future.set_result(count)
-
-    @staticmethod
-    async def _mark_sent_one(db: Session, r: _SentRequest) -> int:
-        row = r.row
-        await db.execute(
-            "UPDATE outbox SET state = 'sent', sent_at = ?, msgid = ?, response_code = ?, last_error = ?"
-            " WHERE id = ?",
-            (r.now, r.msgid, r.response_code, r.note, row.id),
-        )
-        if row.instruction_id is None:
-            return 0
-        detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
-        if r.note:
-            detail["note"] = r.note
-        event = AuditEvent("delivered", "system", "outbox", detail=detail)
-        await SQLStorage._insert_events(db, row.instruction_id, [event], r.now)
-        return await db.fetchval(
-            "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
-            f" AND purpose IN {_DISPATCH_PURPOSES!r}",
-            (row.instruction_id,),
-        )
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE outbox SET state = 'sent', sent_at = ?, msgid = ?, response_code = ?, last_error = ?"
+                " WHERE id = ?",
+                (now, msgid, response_code, note, row.id),
+            )
+            if row.instruction_id is None:
+                return 0
+            detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
+            if note:
+                detail["note"] = note
+            event = AuditEvent("delivered", "system", "outbox", detail=detail)
+            await self._insert_events(db, row.instruction_id, [event], now)
+            return await db.fetchval(
+                "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
+                f" AND purpose IN {_DISPATCH_PURPOSES!r}",
+                (row.instruction_id,),
+            )
 
     async def mark_retry(self, row_id: int, next_at: float, error: str) -> None:
         async with self._transaction(durable=False) as db:
@@ -696,10 +627,6 @@ _OUTBOX_INSERT = (
 def _outbox_values(instruction_id: int | None, m: OutboxMessage, now: float) -> tuple[Any, ...]:
     return (instruction_id, m.purpose, m.channel, m.address, m.label, json.dumps(list(m.rate_keys)),
             json.dumps(m.body, ensure_ascii=False, sort_keys=True), m.task_id, m.priority, now, now)
-
-
-def _fresh_exception() -> Exception:
-    return RuntimeError("指令未能写入数据库，请稍后重试")
 
 
 def _instruction(r: Any) -> Instruction:
