@@ -1,11 +1,12 @@
 """The deadline sweep: reminders before a deadline, the escalation ladder after it, roster gap warnings.
 
-The timers live in the database. Each sweep (APScheduler, every `escalation.sweep_interval`) takes
-the timers that fell due by the app's clock and fires each in one transaction that marks it fired
-and queues its messages, so a crash or a restart never loses or repeats one: timers that fell due
-while the bot was down fire at the first sweep after the start. Settling a deadline (a sign-for, a
-report) cancels its pending timers in the same transaction as the action, so escalation stops the
-moment the instruction moves on.
+The timers live in the database: each open deadline has one pending timer, the next step of its
+ladder (the later steps wait in the deadline row). Each sweep (APScheduler, every
+`escalation.sweep_interval`) takes the timers that fell due by the app's clock and fires each in one
+transaction that marks it fired, queues its messages and writes the ladder's next step, so a crash or
+a restart never loses or repeats one: steps that fell due while the bot was down fire at the first
+sweep after the start. Settling a deadline (a sign-for, a report) cancels its pending timer in the
+same transaction as the action, so escalation stops the moment the instruction moves on.
 """
 
 from __future__ import annotations
@@ -89,14 +90,18 @@ class Escalations:
         return summarise(shifts, planner.roster)
 
     async def fire_due(self) -> int:
+        """Fire every timer due by now, including the later steps that firing an earlier one writes
+        (after a stop, a ladder's overdue steps all go in this sweep, each its own message, in order)."""
         now = self._clock()
         fired = 0
+        seen: set[int | None] = set()
         while True:
-            timers = await self._storage.due_timers(now, _BATCH)
+            timers = [t for t in await self._storage.due_timers(now, _BATCH) if t.id not in seen]
+            if not timers:
+                return fired
+            seen.update(t.id for t in timers)
             for step in _same_step(timers):
                 fired += await self._fire(step, now)
-            if len(timers) < _BATCH:
-                return fired
 
     async def _fire(self, timers: list[Timer], now: float) -> int:
         """Fire one step of an instruction's ladders: its deadlines that fall due together, in one message."""

@@ -130,7 +130,7 @@ class Deadline:
 
 @dataclass(frozen=True)
 class Timer:
-    id: int
+    id: int | None  # None: a later step of a ladder, not written as a timer yet
     deadline_id: int
     instruction_id: int
     step: int

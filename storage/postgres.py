@@ -25,3 +25,6 @@ class PostgresStorage(SQLStorage):
             f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST(MAX(id), 1), MAX(id) IS NOT NULL)"
             f" FROM {table}"
         )
+
+    async def _lock_instruction(self, db: Session, instruction_id: int) -> None:
+        await db.execute("SELECT 1 FROM instructions WHERE id = ? FOR UPDATE", (instruction_id,))

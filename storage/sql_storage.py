@@ -103,6 +103,10 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         instead of colliding with it."""
         await db.execute("UPDATE meta SET value = value WHERE key = 'instance_salt'")
 
+    async def _lock_instruction(self, db: Session, instruction_id: int) -> None:
+        """Make writers of this instruction's deliveries take turns until commit, so that the last of
+        them sees the others' and says so (with SQLite one writer at a time already does)."""
+
     async def _after_explicit_ids(self, db: Session, table: str) -> None:
         """Rows went into `table` with their ids given: let the next generated id follow them."""
 
@@ -297,10 +301,18 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         return [Deadline(*r) for r in rows]
 
     async def timers(self, instruction_id: int) -> list[Timer]:
-        rows = await self._read.fetchall(
-            f"SELECT {_TIMER_COLUMNS} FROM timers WHERE instruction_id = ? ORDER BY fire_at, id", (instruction_id,)
-        )
-        return [Timer(*r) for r in rows]
+        """Every step of the instruction's ladders: those written as timers, and those still waiting in
+        their deadline row (pending while it is open, cancelled once it was settled)."""
+        db = self._read
+        rows = await db.fetchall(f"SELECT {_TIMER_COLUMNS} FROM timers WHERE instruction_id = ?", (instruction_id,))
+        timers = [Timer(*r) for r in rows]
+        for deadline_id, state, ladder in await db.fetchall(
+            "SELECT id, state, ladder FROM deadlines WHERE instruction_id = ? AND ladder != '[]'", (instruction_id,)
+        ):
+            timers += [Timer(None, deadline_id, instruction_id, step, notify, fire_at,
+                             "pending" if state == "open" else "cancelled", None)
+                       for step, notify, fire_at in json.loads(ladder)]
+        return sorted(timers, key=lambda t: (t.fire_at, t.id is None, t.id or 0))
 
     async def open_tasks(self, userid: str) -> list[Instruction]:
         rows = await self._read.fetchall(
@@ -339,6 +351,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
                 return False
             await db.executemany("UPDATE timers SET state = ?, fired_at = ? WHERE id = ?",
                                  [(state, now, t) for t in ids])
+            await self._next_steps(db, ids)
             instruction_id = timers[0].instruction_id
             await self._insert_events(db, instruction_id, events, now)
             await self._insert_outbox(db, instruction_id, messages, now)
@@ -474,6 +487,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             )
             if row.instruction_id is None:
                 return 0
+            await self._lock_instruction(db, row.instruction_id)
             detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
             if note:
                 detail["note"] = note
@@ -581,15 +595,30 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
     @staticmethod
     async def _insert_deadlines(db: Session, instruction_id: int,
                                 deadlines: Sequence[NewDeadline]) -> None:
+        """Each deadline with the first step of its ladder as a timer; the later steps wait in the
+        deadline row until the one before them fires (migration 008)."""
+        first_steps = []
         for d in deadlines:
+            first, *later = d.timers or [None]
             deadline_id = await db.insert(
-                "INSERT INTO deadlines(instruction_id, stage, milestone, due_at) VALUES (?, ?, ?, ?)",
-                (instruction_id, d.stage, d.milestone, d.due_at),
+                "INSERT INTO deadlines(instruction_id, stage, milestone, due_at, ladder) VALUES (?, ?, ?, ?, ?)",
+                (instruction_id, d.stage, d.milestone, d.due_at, json.dumps(later)),
             )
-            await db.executemany(
-                "INSERT INTO timers(deadline_id, instruction_id, step, notify, fire_at) VALUES (?, ?, ?, ?, ?)",
-                [(deadline_id, instruction_id, step, notify, at) for step, notify, at in d.timers],
-            )
+            if first is not None:
+                first_steps.append((deadline_id, instruction_id, *first))
+        await db.executemany(_TIMER_INSERT, first_steps)
+
+    @staticmethod
+    async def _next_steps(db: Session, timer_ids: Sequence[int]) -> None:
+        """The next step of each of these timers' ladders becomes their deadline's pending timer."""
+        rows = await db.fetchall(
+            "SELECT d.id, d.instruction_id, d.ladder FROM deadlines d JOIN timers t ON t.deadline_id = d.id"
+            f" WHERE t.id IN ({', '.join('?' * len(timer_ids))}) AND d.ladder != '[]'", timer_ids,
+        )
+        for deadline_id, instruction_id, ladder in rows:
+            (step, notify, fire_at), *later = json.loads(ladder)
+            await db.execute(_TIMER_INSERT, (deadline_id, instruction_id, step, notify, fire_at))
+            await db.execute("UPDATE deadlines SET ladder = ? WHERE id = ?", (json.dumps(later), deadline_id))
 
     @staticmethod
     async def _settle(db: Session, instruction_id: int, settlement: Settlement, actor: str | None,
@@ -618,6 +647,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         return await db.insert(_OUTBOX_INSERT, _outbox_values(instruction_id, message, now))
 
 
+_TIMER_INSERT = "INSERT INTO timers(deadline_id, instruction_id, step, notify, fire_at) VALUES (?, ?, ?, ?, ?)"
 _OUTBOX_INSERT = (
     "INSERT INTO outbox(instruction_id, purpose, channel, address, label, rate_keys, body, task_id,"
     " priority, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
