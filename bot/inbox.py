@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from bot.actions import Actions, Outcome, Report
 from bot.commands import Commands
@@ -85,8 +86,10 @@ class Inbox:
 
     async def _process(self, callback_id: int, callback: Callback) -> Reply | None:
         outcome = await self._act(callback)
-        await self._storage.finish_callback(callback_id, "ok" if outcome and outcome.ok else "refused",
-                                            self._clock())
+        # The reply does not wait for this record: what it answers is committed already. Lost to a crash,
+        # the callback is acted on again at the next start, where the action finds it done.
+        self._in_background(self._storage.finish_callback(
+            callback_id, "ok" if outcome and outcome.ok else "refused", self._clock()))
         if outcome is None:
             return None
         if isinstance(callback, CardEvent) and outcome.ok and outcome.card_label:
@@ -122,9 +125,18 @@ class Inbox:
         if task.cancelled() or task.exception() is not None:
             _LOGGER.error("late callback processing failed", exc_info=task.exception())
             return
-        follow_up = asyncio.create_task(self._send_as_message(task.result()))
-        self._background.add(follow_up)
-        follow_up.add_done_callback(self._background.discard)
+        self._in_background(self._send_as_message(task.result()))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the caller; stop() waits for it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._finished_in_background)
+
+    def _finished_in_background(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("background work of a callback failed", exc_info=task.exception())
 
     async def _send_as_message(self, reply: Reply | None) -> None:
         """A text reply that cannot be passive any more, sent as an app message instead."""
