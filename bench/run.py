@@ -193,11 +193,14 @@ async def quanzu_latency(p: Pipeline, log: SimLog, plan: Plan) -> dict:
     await log.new()
     requests = [post("/api/v1/instructions", instruction(n, plan.stations, plan.grids, "LAT"))
                 for n in range(total)]
-    cpu = cpu_seconds(p.bot.pid)
+    cpu, sim_cpu = cpu_seconds(p.bot.pid), cpu_seconds(p.sim.pid)
     raw = await drive(p.work, "latency-quanzu", requests, p.bot_port, plan.latency_rate, keep_bodies=True)
     sent = {json.loads(b)["id"]: raw["sent_at"][i] for i, b in enumerate(raw["bodies"]) if raw["status"][i] == 202}
     first = await log.first_calls(instruction_of, set(sent))
-    return _latency(raw, sent, first, {202}, cpu_seconds(p.bot.pid) - cpu)
+    result = _latency(raw, sent, first, {202}, cpu_seconds(p.bot.pid) - cpu)
+    # The simulator answers every WeCom call on the same two cores: three per instruction here.
+    result["simulator_cpu_ms_per_alert"] = round((cpu_seconds(p.sim.pid) - sim_cpu) * 1000 / max(1, len(sent)), 2)
+    return result
 
 
 async def alertmanager_latency(p: Pipeline, log: SimLog, plan: Plan, binary: str) -> dict:
@@ -211,12 +214,14 @@ async def alertmanager_latency(p: Pipeline, log: SimLog, plan: Plan, binary: str
         starts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         requests = [post("/api/v2/alerts", [alertmanager.alert(n, grid_worker(n, plan.stations, plan.grids), starts)],
                          {"Content-Type": "application/json"}) for n in range(total)]
-        cpu = cpu_seconds(proc.pid)
+        cpu, sim_cpu = cpu_seconds(proc.pid), cpu_seconds(p.sim.pid)
         raw = await drive(p.work, "latency-alertmanager", requests, port, plan.latency_rate)
         sent = {f"AM-{n:07d}": raw["sent_at"][n] for n in range(total) if raw["status"][n] == 200}
         first = await log.first_calls(_alert_of, set(sent))
         used = cpu_seconds(proc.pid) - cpu
-        return {**_latency(raw, sent, first, {200}, used), "version": alertmanager.version(binary)}
+        sim_used = cpu_seconds(p.sim.pid) - sim_cpu
+        return {**_latency(raw, sent, first, {200}, used), "version": alertmanager.version(binary),
+                "simulator_cpu_ms_per_alert": round(sim_used * 1000 / max(1, len(sent)), 2)}
     finally:
         await stop(proc)
 

@@ -102,7 +102,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                                 poll_interval=settings.cluster.poll_interval if storage.shared else None)
         cluster = Cluster(storage, settings.cluster, worker.wake)
         scheduler = Scheduler(cluster.leads)
-        intake = IntakeService(storage, current_planner, worker.wake, metrics, clock)
+        intake = IntakeService(storage, current_planner, worker.take, metrics, clock)
         actions = Actions(storage, current_planner, renderer, clock, worker.wake)
         inbox = Inbox(storage, actions, Commands(actions, renderer), current_planner, clock, worker.wake)
         escalations = Escalations(storage, current_planner, renderer, clock, worker.wake, settings.escalation)

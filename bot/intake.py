@@ -1,14 +1,14 @@
-"""Accepting instructions from the center: validate, store durably with their outbox rows, wake the sender."""
+"""Accepting instructions from the center: validate, store durably with their outbox rows, hand those to the sender."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bot.dispatch import DispatchPlanner
 from bot.metrics import Metrics
-from bot.models import AcceptResult, NewInstruction
+from bot.models import AcceptResult, NewInstruction, OutboxRow
 from bot.validation import validate_instruction
 from storage import Storage
 
@@ -22,11 +22,11 @@ class ItemOutcome:
 
 
 class IntakeService:
-    def __init__(self, storage: Storage, planner: Callable[[], DispatchPlanner], wake: Callable[[], None],
-                 metrics: Metrics, clock: Callable[[], float]) -> None:
+    def __init__(self, storage: Storage, planner: Callable[[], DispatchPlanner],
+                 send: Callable[[Sequence[OutboxRow]], None], metrics: Metrics, clock: Callable[[], float]) -> None:
         self._storage = storage
         self._planner = planner
-        self._wake = wake
+        self._send = send
         self._metrics = metrics
         self._clock = clock
 
@@ -49,7 +49,7 @@ class IntakeService:
             results = await self._storage.accept_instructions(
                 valid, lambda item: planner.route(item, now), planner, now
             )
-            self._wake()
+            self._send([row for result in results for row in result.outbox])
             accepted = iter(zip(valid, results, strict=True))
             outcomes = [o if o is not None else self._accepted(*next(accepted)) for o in outcomes]
         return outcomes  # type: ignore[return-value]

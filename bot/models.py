@@ -215,3 +215,4 @@ class AcceptResult:
     instruction_no: str
     created: bool  # False: the center sent this instruction_no before
     state: str
+    outbox: tuple[OutboxRow, ...] = ()  # its messages, claimed for this process to send at once

@@ -3,7 +3,9 @@
 The database is the queue. An in-memory event only wakes the worker early (with other instances on
 the same database it also looks every [cluster] poll_interval); on start it rebuilds the rate-limit
 windows from the send history. Rows a stopped process had claimed are taken back by bot/cluster.py.
-Order: most urgent risk first, then oldest.
+Order: most urgent risk first, then oldest. A new instruction's messages skip the queue's round trip:
+intake stores them already claimed for this process, and `take` starts them as soon as they are
+committed (unless they must wait, when they go back to the queue).
 
 An outage of WeCom (unreachable, 5xx, errcode -1) spends no attempts: the breaker in bot/outage.py holds
 the queue and probes with one message at a time; when WeCom answers again the backlog goes out in queue
@@ -23,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -81,6 +83,8 @@ class DeliveryWorker:
         self._max_inflight = settings.concurrency * 4
         self._loop_task: asyncio.Task[None] | None = None
         self._breaker = Breaker(settings.backoff_base, min(settings.backoff_max, 15.0))
+        self._returned: list[tuple[int, float]] = []  # taken at intake, not sent: back to the queue, due then
+        self._backlog = False  # the last look at the queue found more due than it could start
 
     @property
     def outage_since(self) -> float | None:
@@ -102,9 +106,32 @@ class DeliveryWorker:
             await asyncio.wait(self._inflight, timeout=grace)
             for task in self._inflight:
                 task.cancel()
+        if self._returned:
+            await self._storage.unclaim(self._returned)
+            self._returned = []
 
     def wake(self) -> None:
         self._wakeup.set()
+
+    def take(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows claimed for this process as intake stored them: start them now, unless they must wait —
+        for WeCom (an outage, a rate limit), for a free slot, or behind a queue already waiting, whose
+        order they then join."""
+        now = self._clock()
+        for row in sorted(rows, key=lambda r: (r.priority, r.id)):
+            at = self._limiter.earliest(row.rate_keys, now)
+            if self._breaker.is_open or self._backlog or len(self._inflight) >= self._max_inflight or at > now:
+                self._returned.append((row.id, max(at, now)))
+            else:
+                self._limiter.record(row.rate_keys, now)
+                self._start(row, now)
+        if self._returned:
+            self.wake()
+
+    def _start(self, row: OutboxRow, claimed_at: float) -> None:
+        task = asyncio.create_task(self._deliver(row, claimed_at), name=f"deliver-{row.id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._send_done)
 
     async def _run(self) -> None:
         while True:
@@ -121,6 +148,9 @@ class DeliveryWorker:
     async def _pump(self) -> bool:
         """Claim and start what may go now; True if it did anything (so look again at once)."""
         self._wakeup.clear()
+        if self._returned:
+            returned, self._returned = self._returned, []
+            await self._storage.unclaim(returned)
         free = self._max_inflight - len(self._inflight)
         if free <= 0:
             return False
@@ -132,6 +162,7 @@ class DeliveryWorker:
             free = 1
         # Only as many as may start now: the rows carry their bodies, and this runs after every send.
         rows = await self._storage.due_outbox(now, min(free, _FETCH))
+        self._backlog = len(rows) == min(free, _FETCH)
         deferrals: list[tuple[int, float]] = []
         claims: list[OutboxRow] = []
         for row in rows:
@@ -146,11 +177,8 @@ class DeliveryWorker:
         await self._storage.defer(deferrals)
         claimed = await self._storage.claim([r.id for r in claims], now)
         for row in claims:
-            if row.id not in claimed:  # another instance took it first
-                continue
-            task = asyncio.create_task(self._deliver(_claimed(row), now), name=f"deliver-{row.id}")
-            self._inflight.add(task)
-            task.add_done_callback(self._send_done)
+            if row.id in claimed:  # else another instance took it first
+                self._start(_claimed(row), now)
         return bool(claims or deferrals)
 
     def _send_done(self, task: asyncio.Task[None]) -> None:

@@ -220,10 +220,10 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         )
         dispatch = plan(instruction)
         await self._insert_events(db, instruction_id, dispatch.events, now)
-        await self._insert_outbox(db, instruction_id, dispatch.messages, now)
+        claimed = await self._insert_claimed(db, instruction_id, dispatch.messages, now)
         await self._assign(db, instruction_id, dispatch.assignees, now)
         await self._insert_deadlines(db, instruction_id, dispatch.deadlines)
-        return AcceptResult(instruction_id, item.instruction_no, created=True, state="received")
+        return AcceptResult(instruction_id, item.instruction_no, created=True, state="received", outbox=claimed)
 
     async def get_instruction(self, instruction_id: int) -> Instruction | None:
         row = await self._read.fetchone(
@@ -471,6 +471,16 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             )
             return {r[0] for r in rows}
 
+    async def unclaim(self, returned: Sequence[tuple[int, float]]) -> None:
+        """Rows claimed at intake that this process will not send now go back to the queue, due at the
+        given time, as if never attempted."""
+        async with self._transaction(durable=False) as db:
+            await db.executemany(
+                "UPDATE outbox SET state = 'pending', claimed_by = NULL, attempts = attempts - 1,"
+                " last_attempt_at = NULL, next_attempt_at = ? WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+                [(at, row_id, self.instance_id) for row_id, at in returned],
+            )
+
     async def mark_sent(
         self, row: OutboxRow, now: float, msgid: str | None, response_code: str | None, note: str | None
     ) -> int:
@@ -641,6 +651,24 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         db: Session, instruction_id: int | None, messages: Sequence[OutboxMessage], now: float
     ) -> None:
         await db.executemany(_OUTBOX_INSERT, [_outbox_values(instruction_id, m, now) for m in messages])
+
+    async def _insert_claimed(self, db: Session, instruction_id: int, messages: Sequence[OutboxMessage],
+                              now: float) -> tuple[OutboxRow, ...]:
+        """Outbox rows born claimed by this process, so that the sender starts them the moment they are
+        committed, without a queue read and a claim of its own (bot/outbox.py, DeliveryWorker.take).
+        A crash before they go leaves them claimed by a process that is gone: released like any claim."""
+        rows = []
+        for m in messages:
+            values = _outbox_values(instruction_id, m, now)
+            row_id = await db.insert(
+                "INSERT INTO outbox(instruction_id, purpose, channel, address, label, rate_keys, body, task_id,"
+                " priority, next_attempt_at, created_at, state, attempts, last_attempt_at, claimed_by)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', 1, ?, ?)",
+                (*values, now, self.instance_id),
+            )
+            rows.append(OutboxRow(row_id, instruction_id, m.purpose, m.channel, m.address, m.label, values[6],
+                                  m.rate_keys, m.priority, "sending", 1, now, m.task_id))
+        return tuple(rows)
 
     @staticmethod
     async def _insert_one_outbox(db: Session, instruction_id: int | None, message: OutboxMessage, now: float) -> int:
