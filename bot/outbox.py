@@ -33,7 +33,7 @@ from bot.config import DeliverySettings
 from bot.directory import ChatGroup, Directory
 from bot.dispatch import DispatchPlanner
 from bot.metrics import Metrics
-from bot.models import RISK_LABELS, ActionWrite, AuditEvent, OutboxRow
+from bot.models import RISK_LABELS, OutboxRow
 from bot.outage import NOTICE_AFTER, Breaker, Recovery, is_outage_failure
 from bot.ratelimit import SendLimiter
 from bot.render import Renderer
@@ -247,15 +247,11 @@ class DeliveryWorker:
     async def _delivered(self, row: OutboxRow, payload: dict[str, Any], note: str | None) -> None:
         now = self._clock()
         # msgid allows a recall; a card's response_code allows updating it through the API.
-        remaining = await self._storage.mark_sent(row, now, payload.get("msgid"), payload.get("response_code"), note)
+        await self._storage.mark_sent(row, now, payload.get("msgid"), payload.get("response_code"), note)
         self._metrics.messages_sent.labels(row.channel, row.purpose).inc()
         self._metrics.delivery_latency.labels(row.purpose).observe(max(0.0, now - row.created_at))
         _LOGGER.info("delivered", extra={"outbox_id": row.id, "purpose": row.purpose, "to": row.label,
                                          "instruction_id": row.instruction_id, "attempts": row.attempts})
-        if row.instruction_id is not None and remaining == 0 and row.purpose in ("station_notice", "assignee_card"):
-            event = AuditEvent("dispatched", "system", "outbox", "received", "dispatched")
-            await self._storage.apply_action(ActionWrite(row.instruction_id, "received", "dispatched", events=[event]),
-                                             now)
 
     async def _failed_attempt(self, row: OutboxRow, err: WeComError) -> None:
         now = self._clock()

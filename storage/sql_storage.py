@@ -483,8 +483,9 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
 
     async def mark_sent(
         self, row: OutboxRow, now: float, msgid: str | None, response_code: str | None, note: str | None
-    ) -> int:
-        """Record a delivery; returns how many dispatch rows of its instruction are still undelivered.
+    ) -> None:
+        """Record a delivery; the one that completes an instruction's dispatch (its station notice and
+        personal cards all sent) also moves it from 'received' to 'dispatched', in the same transaction.
 
         The time between WeCom's answer and this durable record is the window in which a crash makes
         the message go out again; the engine's group commit keeps it to about one fsync.
@@ -496,18 +497,26 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
                 (now, msgid, response_code, note, row.id),
             )
             if row.instruction_id is None:
-                return 0
+                return
             await self._lock_instruction(db, row.instruction_id)
             detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
             if note:
                 detail["note"] = note
-            event = AuditEvent("delivered", "system", "outbox", detail=detail)
-            await self._insert_events(db, row.instruction_id, [event], now)
-            return await db.fetchval(
-                "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
-                f" AND purpose IN {_DISPATCH_PURPOSES!r}",
-                (row.instruction_id,),
-            )
+            events = [AuditEvent("delivered", "system", "outbox", detail=detail)]
+            if row.purpose in _DISPATCH_PURPOSES and await self._dispatch_completed(db, row.instruction_id):
+                events.append(AuditEvent("dispatched", "system", "outbox", "received", "dispatched"))
+            await self._insert_events(db, row.instruction_id, events, now)
+
+    @staticmethod
+    async def _dispatch_completed(db: Session, instruction_id: int) -> bool:
+        """True when the instruction's station notice and cards are all sent and it moved to 'dispatched' now."""
+        undelivered = await db.fetchval(
+            "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
+            f" AND purpose IN {_DISPATCH_PURPOSES!r}", (instruction_id,),
+        )
+        return undelivered == 0 and await db.execute(
+            "UPDATE instructions SET state = 'dispatched' WHERE id = ? AND state = 'received'", (instruction_id,)
+        ) == 1
 
     async def mark_retry(self, row_id: int, next_at: float, error: str) -> None:
         async with self._transaction(durable=False) as db:
