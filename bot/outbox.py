@@ -153,6 +153,7 @@ class DeliveryWorker:
             await self._storage.unclaim(returned)
         free = self._max_inflight - len(self._inflight)
         if free <= 0:
+            self._backlog = True  # what is due waits for a slot: the next finished send looks again
             return False
         now = self._clock()
         if self._breaker.is_open:
@@ -183,7 +184,11 @@ class DeliveryWorker:
 
     def _send_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
-        self._wakeup.set()
+        # A finished send frees a slot: look at the queue again if something waits for one, or WeCom is
+        # being probed; a queue with nothing due is not read after every send. (A failed send wakes the
+        # worker once its failure is recorded: when the queue is next due has changed.)
+        if self._backlog or self._breaker.is_open:
+            self._wakeup.set()
 
     async def _sleep(self) -> None:
         timeout = None
@@ -254,6 +259,12 @@ class DeliveryWorker:
                                          "instruction_id": row.instruction_id, "attempts": row.attempts})
 
     async def _failed_attempt(self, row: OutboxRow, err: WeComError) -> None:
+        try:
+            await self._record_failure(row, err)
+        finally:
+            self._wakeup.set()  # recorded: the queue is next due at another time now
+
+    async def _record_failure(self, row: OutboxRow, err: WeComError) -> None:
         now = self._clock()
         kind = type(err).__name__
         self._metrics.send_errors.labels(kind).inc()
