@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -37,10 +38,18 @@ CORP_ID, CORP_SECRET, AGENT_ID, CALLBACK_TOKEN = "wwbench", "bench-secret", 1000
 API_TOKEN = "bench-token-1"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on loopback. Every socket stays bound until all are picked: asked one
+    at a time, the system may hand out the same port twice."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def write_directory(path: Path, stations: int, grids_per_station: int) -> None:
@@ -134,7 +143,7 @@ async def pipeline(stations: int, grids: int, work: Path | None = None, database
     """
     work = work or Path(tempfile.mkdtemp(prefix="quanzu-bench-"))
     write_directory(work / "directory.toml", stations, grids)
-    sim_port, ports = free_port(), [free_port() for _ in range(instances)]
+    sim_port, *ports = free_ports(1 + instances)
     names = ["" if i == 0 else f"-{i + 1}" for i in range(instances)]
     for name, port in zip(names, ports, strict=True):
         (work / f"config{name}.toml").write_text(

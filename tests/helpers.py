@@ -6,13 +6,12 @@ import asyncio
 import copy
 import itertools
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.pipeline import wait_http
+from bench.pipeline import free_port, free_ports, wait_http  # noqa: F401 (the tests import them from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 DISTRICT = ROOT / "demo" / "district.toml"
@@ -81,12 +80,6 @@ async def wait_detail(bot, number: int, predicate, within: float = 15.0) -> dict
 
 async def wait_state(bot, number: int, state: str, within: float = 15.0) -> dict[str, Any]:
     return await wait_detail(bot, number, lambda d: d.get("state") == state, within)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ladder_bot_config(path: Path, sim, sim_url: str, port: int, db_toml: str, extra: str = "") -> Path:

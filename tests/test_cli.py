@@ -8,11 +8,11 @@ import sys
 
 import aiohttp
 
-from tests.helpers import DISTRICT, ROOT, free_port, instruction, wait_http
+from tests.helpers import DISTRICT, ROOT, free_ports, instruction, wait_http
 
 
 async def test_run_and_simulator_commands_deliver_an_instruction(tmp_path, database, db_toml):
-    sim_port, bot_port = free_port(), free_port()
+    sim_port, bot_port = free_ports(2)
     config = tmp_path / "config.toml"
     config.write_text(
         f"""

@@ -23,7 +23,7 @@ from bot.simulator import create_simulator_app
 from tests.helpers import (
     AUTH,
     eventually,
-    free_port,
+    free_ports,
     instruction,
     ladder_bot_config,
     markdown_text,
@@ -87,7 +87,7 @@ async def test_two_instances_one_killed_mid_burst_lose_nothing_and_double_nothin
     tmp_path, sim, sim_server, sim_client, db_toml
 ):
     sim_url = str(sim_server.make_url("")).rstrip("/")
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     procs = {}
     async with aiohttp.ClientSession(headers=AUTH) as http:
         try:
@@ -193,7 +193,7 @@ async def test_instances_started_together_both_come_up_on_a_new_and_on_a_used_da
     """Each instance imports the directory and the campaigns at start; started at the same moment (a new
     cluster, or both restarted together) they take turns instead of one dying on a duplicate key."""
     sim_url = str(sim_server.make_url("")).rstrip("/")
-    ports = [free_port(), free_port()]
+    ports = free_ports(2)
     configs = [_config(tmp_path, sim, sim_url, port, db_toml) for port in ports]
     for _ in range(2):  # the first time on an empty database, then both restarted together
         procs = await asyncio.gather(*(_start(config, tmp_path, port) for config, port in zip(configs, ports,

@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -26,7 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.pipeline import wait_http, write_directory  # the benchmark's synthetic city: S000…, grids S000-000…
+# The benchmark's synthetic city (S000…, grids S000-000…) and its helpers.
+from bench.pipeline import free_port, wait_http, write_directory
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -34,12 +34,6 @@ AES_KEY = "QuanzuDemoEncodingAesKey0123456789abcdefgh0"
 API_TOKEN = "drill-token-0001"
 CORP_SECRET = "drill-corp-secret-0001"
 _NOTICE_NUMBER = re.compile(r"预警劝阻指令 #(\d+)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def station_code(s: int) -> str:
