@@ -161,7 +161,8 @@ class DeliveryWorker:
             if self._inflight or not self._breaker.may_probe(now):
                 return False
             free = 1
-        # Only as many as may start now: the rows carry their bodies, and this runs after every send.
+        # Only as many as may start now: the rows carry their bodies, and this runs whenever a slot frees
+        # up while messages wait.
         rows = await self._storage.due_outbox(now, min(free, _FETCH))
         self._backlog = len(rows) == min(free, _FETCH)
         deferrals: list[tuple[int, float]] = []
