@@ -51,10 +51,11 @@ class Engine(Protocol):
     def transaction(self, durable: bool = True) -> Any:
         """An async context manager yielding a Session; commits on exit, rolls back on an exception.
 
-        Not `durable`: the commit is not flushed to disk before it returns (it is with the next durable
-        one). For writes whose loss at a power cut changes nothing — a claim on an outbox row (lost, the
-        row is pending, as a claim of a dead process becomes), a deferral, a heartbeat — so they do not
-        each wait for an fsync that the instructions' own commits are queueing behind.
+        Not `durable`: the commit need not be flushed to disk before it returns (the next durable one
+        flushes it). For writes whose loss at a power cut changes nothing — a claim on an outbox row
+        (lost, the row is pending, as a claim of a dead process becomes), a deferral, a heartbeat — so
+        that, alone, they do not wait for an fsync. (With SQLite one that joins a durable group is
+        flushed with it.)
         """
 
     @property

@@ -498,7 +498,6 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             )
             if row.instruction_id is None:
                 return
-            await self._lock_instruction(db, row.instruction_id)
             detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
             if note:
                 detail["note"] = note
@@ -507,9 +506,9 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
                 events.append(AuditEvent("dispatched", "system", "outbox", "received", "dispatched"))
             await self._insert_events(db, row.instruction_id, events, now)
 
-    @staticmethod
-    async def _dispatch_completed(db: Session, instruction_id: int) -> bool:
+    async def _dispatch_completed(self, db: Session, instruction_id: int) -> bool:
         """True when the instruction's station notice and cards are all sent and it moved to 'dispatched' now."""
+        await self._lock_instruction(db, instruction_id)
         undelivered = await db.fetchval(
             "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND state != 'sent'"
             f" AND purpose IN {_DISPATCH_PURPOSES!r}", (instruction_id,),
@@ -669,13 +668,8 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         rows = []
         for m in messages:
             values = _outbox_values(instruction_id, m, now)
-            row_id = await db.insert(
-                "INSERT INTO outbox(instruction_id, purpose, channel, address, label, rate_keys, body, task_id,"
-                " priority, next_attempt_at, created_at, state, attempts, last_attempt_at, claimed_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'sending', 1, ?, ?)",
-                (*values, now, self.instance_id),
-            )
-            rows.append(OutboxRow(row_id, instruction_id, m.purpose, m.channel, m.address, m.label, values[6],
+            row_id = await db.insert(_OUTBOX_INSERT_CLAIMED, (*values, now, self.instance_id))
+            rows.append(OutboxRow(row_id, instruction_id, m.purpose, m.channel, m.address, m.label, _stored_body(m),
                                   m.rate_keys, m.priority, "sending", 1, now, m.task_id))
         return tuple(rows)
 
@@ -685,15 +679,22 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
 
 
 _TIMER_INSERT = "INSERT INTO timers(deadline_id, instruction_id, step, notify, fire_at) VALUES (?, ?, ?, ?, ?)"
-_OUTBOX_INSERT = (
-    "INSERT INTO outbox(instruction_id, purpose, channel, address, label, rate_keys, body, task_id,"
-    " priority, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_OUTBOX_NEW = ("instruction_id, purpose, channel, address, label, rate_keys, body, task_id, priority,"
+               " next_attempt_at, created_at")
+_OUTBOX_INSERT = f"INSERT INTO outbox({_OUTBOX_NEW}) VALUES ({', '.join('?' * 11)})"
+# Born claimed by the accepting process (its id the last value): see _insert_claimed.
+_OUTBOX_INSERT_CLAIMED = (f"INSERT INTO outbox({_OUTBOX_NEW}, state, attempts, last_attempt_at, claimed_by)"
+                          f" VALUES ({', '.join('?' * 11)}, 'sending', 1, ?, ?)")
 
 
 def _outbox_values(instruction_id: int | None, m: OutboxMessage, now: float) -> tuple[Any, ...]:
+    """The values of _OUTBOX_NEW; the body is stored (and re-sent) exactly as _stored_body gives it."""
     return (instruction_id, m.purpose, m.channel, m.address, m.label, json.dumps(list(m.rate_keys)),
-            json.dumps(m.body, ensure_ascii=False, sort_keys=True), m.task_id, m.priority, now, now)
+            _stored_body(m), m.task_id, m.priority, now, now)
+
+
+def _stored_body(m: OutboxMessage) -> str:
+    return json.dumps(m.body, ensure_ascii=False, sort_keys=True)
 
 
 def _instruction(r: Any) -> Instruction:
