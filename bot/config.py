@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""  # how people reach the bot (dashboard links); defaults to http://host:port
+    # Peers (IP addresses or CIDR networks) whose X-Forwarded-For/-Proto/-Host headers are believed;
+    # from anyone else those headers are ignored.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -203,11 +207,7 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
         raise ConfigError("logging.format must be json or text")
 
     return Settings(
-        server=ServerSettings(
-            host=_get(server, "server.host", str, "127.0.0.1"),
-            port=_port(_get(server, "server.port", int, 8080), "server.port"),
-            public_url=_get(server, "server.public_url", str, "").rstrip("/"),
-        ),
+        server=_server(server),
         database=DatabaseSettings(
             path=_resolve(base_dir, db_path), synchronous=sync, url=db_url,
             pool_size=_positive(_get(database, "database.pool_size", int, 10), "database.pool_size"),
@@ -238,6 +238,21 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
         awareness=_awareness(raw, base_dir),
         bulletin=_bulletin(_section(raw, "bulletin")),
         dashboard=_dashboard(_section(raw, "dashboard")),
+    )
+
+
+def _server(server: dict[str, Any]) -> ServerSettings:
+    proxies = _get(server, "server.trusted_proxies", list, [])
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"server.trusted_proxies: {proxy!r} is not an IP address or network") from err
+    return ServerSettings(
+        host=_get(server, "server.host", str, "127.0.0.1"),
+        port=_port(_get(server, "server.port", int, 8080), "server.port"),
+        public_url=_get(server, "server.public_url", str, "").rstrip("/"),
+        trusted_proxies=tuple(proxies),
     )
 
 
