@@ -8,7 +8,7 @@ Every instruction goes to a different grid, so WeCom's per-member limits do not 
 
     .venv/bin/python bench/pipeline.py --rate 50 --seconds 20
 
-Writes bench/results/pipeline.json and bench/results/pipeline.md (the table the README shows).
+Writes bench/results/pipeline.json and bench/results/pipeline.md (the table docs/benchmarks.md shows).
 """
 
 from __future__ import annotations

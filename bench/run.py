@@ -16,7 +16,7 @@ loopback. Measures
   5. broadcast fan-out of one campaign to 5,000 groups (bench/awareness_fanout.py) against the lower
      bound WeCom's limits allow;
 and the bot's memory (peak RSS over the run). Writes bench.json and bench.md to --out (default
-bench/results); the README shows bench.md.
+bench/results); docs/benchmarks.md shows bench.md.
 """
 
 from __future__ import annotations
@@ -467,7 +467,7 @@ def _installed_alertmanager() -> str | None:
 
 
 def markdown(r: dict) -> str:
-    """The table the README shows: each figure beside its comparison and its target."""
+    """The table docs/benchmarks.md shows: each figure beside its comparison and its target."""
     rows = ["| measure | Quanzu | compared with | ratio | target | reached |", "|---|---|---|---|---|---|"]
     rows += _latency_rows(r) + _intake_rows(r) + _callback_rows(r) + _scale_rows(r) + _fanout_rows(r)
     if "rss" in r:

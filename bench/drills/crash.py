@@ -6,7 +6,7 @@ The simulator runs as its own process and outlives every kill. Instructions that
 was dead or died mid-request) are sent again with backoff until answered, as the center's platform would. Then the drill
 checks, against the simulator's record of what WeCom displayed (after WeCom's duplicate check):
   - every instruction that got a 202 reached every target: the station chat and both personal cards;
-  - how many times each was displayed, per channel (cards: must be once; group chats: see README);
+  - how many times each was displayed, per channel (cards: must be once; group chats: see docs/drills.md);
   - the database holds no half-recorded instruction (each has its event, three outbox rows, assignments).
 Writes bench/results/drill_crash.json and prints a Markdown row for bench/results/drills.md.
 """
