@@ -9,6 +9,7 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from .card_rules import CARD_TYPES
+from .errors import ApiError
 from .keys import SIMULATOR_KEY
 from .simulator import Simulator
 
@@ -125,6 +126,29 @@ async def advance_clock(request: web.Request) -> web.Response:
 async def directory(request: web.Request) -> web.Response:
     """Members, app chats (with members) and robots."""
     return _json(_sim(request).directory.snapshot())
+
+
+@routes.post("/_sim/appchats")
+async def add_foreign_chat(request: web.Request) -> web.Response:
+    """A group someone made by hand in the WeCom client: {"chatid", "name", "userlist", "owner"?}.
+
+    It exists, but this app did not create it, so the app's appchat calls on it answer 86008."""
+    body = await _body(request)
+    sim = _sim(request)
+    try:
+        chat = sim.directory.create_chat(body.get("name"), body.get("userlist"), body.get("owner"),
+                                         body.get("chatid"), by_app=False)
+    except ApiError as err:
+        _bad_request(str(err))
+    return _json({"chatid": chat.chatid})
+
+
+@routes.delete("/_sim/robots/{key}")
+async def remove_robot(request: web.Request) -> web.Response:
+    """The group robot is removed from its group: its webhook key answers 93000 from now on."""
+    if not _sim(request).directory.remove_robot(request.match_info["key"]):
+        raise web.HTTPNotFound(text=_dumps({"error": "no such robot"}), content_type="application/json")
+    return _json({"removed": True})
 
 
 @routes.get("/_sim/groupmsg")

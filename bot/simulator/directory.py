@@ -28,6 +28,8 @@ class AppChat:
     name: str
     owner: str
     members: list[str]
+    # False for a group made by hand in the WeCom client (or by another app): this app may not use it (86008).
+    by_app: bool = True
 
 
 @dataclass
@@ -74,8 +76,9 @@ class Directory:
         """Return every member's userid."""
         return [user.userid for user in self.users.values()]
 
-    def create_chat(self, name: object, userlist: object, owner: object = None, chatid: object = None) -> AppChat:
-        """Validate and create an app chat as appchat/create does."""
+    def create_chat(self, name: object, userlist: object, owner: object = None, chatid: object = None,
+                    by_app: bool = True) -> AppChat:
+        """Validate and create an app chat as appchat/create does (by_app=False: a chat this app did not create)."""
         if not isinstance(name, str) or not name or len(name) > 50:
             raise ApiError(86004, "name must be 1..50 characters")
         if not isinstance(userlist, list) or not all(isinstance(u, str) for u in userlist):
@@ -97,7 +100,7 @@ class Directory:
             raise ApiError(86001, "chatid must be 1..32 characters from [0-9a-zA-Z]")
         if chatid in self.chats:
             raise ApiError(86215)
-        chat = AppChat(chatid, name, owner_id, members)
+        chat = AppChat(chatid, name, owner_id, members, by_app)
         self.chats[chatid] = chat
         self.revision += 1
         return chat
@@ -110,6 +113,45 @@ class Directory:
         if chat is None:
             raise ApiError(86003)
         return chat
+
+    def app_chat(self, chatid: object) -> AppChat:
+        """A chat this app created; WeCom answers 86008 for one it did not create (appchat/get, send, update)."""
+        chat = self.chat(chatid)
+        if not chat.by_app:
+            raise ApiError(86008)
+        return chat
+
+    def update_chat(self, chatid: object, name: object = None, owner: object = None, add: object = None,
+                    remove: object = None) -> AppChat:
+        """Change a chat's name, owner and members as appchat/update does."""
+        chat = self.app_chat(chatid)
+        for users in (add, remove):
+            if users is not None and (not isinstance(users, list) or not all(isinstance(u, str) for u in users)):
+                raise ApiError(40058, "add_user_list and del_user_list must be arrays of userids")
+        if name is not None and (not isinstance(name, str) or not name or len(name) > 50):
+            raise ApiError(86004, "name must be 1..50 characters")
+        removed = {u.lower() for u in (remove or [])}
+        members = _unique([m for m in chat.members if m.lower() not in removed]
+                          + [self._member(u) for u in (add or [])])
+        if not 2 <= len(members) <= 2000:
+            raise ApiError(86006, "the chat would hold fewer than 2 or more than 2000 members")
+        new_owner = chat.owner
+        if owner not in (None, ""):
+            if not isinstance(owner, str):
+                raise ApiError(40058, "owner must be a userid")
+            new_owner = self._member(owner)
+        if new_owner not in members:
+            raise ApiError(86207)
+        chat.members, chat.owner = members, new_owner
+        chat.name = name if isinstance(name, str) else chat.name
+        self.revision += 1
+        return chat
+
+    def remove_robot(self, key: str) -> bool:
+        """The robot is removed from its group: its key answers 93000 from now on."""
+        removed = self.robots.pop(key, None) is not None
+        self.revision += int(removed)
+        return removed
 
     def add_robot(self, key: str, name: str, members: Iterable[str] = ()) -> None:
         """Add a group robot with the members of its group."""
@@ -133,7 +175,7 @@ class Directory:
         return {
             "users": [{"userid": u.userid, "name": u.name} for u in self.users.values()],
             "appchats": [
-                {"chatid": c.chatid, "name": c.name, "owner": c.owner, "userlist": list(c.members)}
+                {"chatid": c.chatid, "name": c.name, "owner": c.owner, "userlist": list(c.members), "by_app": c.by_app}
                 for c in self.chats.values()
             ],
             "robots": [{"key": r.key, "name": r.name, "members": list(r.members)} for r in self.robots.values()],

@@ -48,6 +48,7 @@ _TEXTS: dict[int, str] = {
     86004: "invalid chat name",
     86006: "chat member count out of range",
     86007: "invalid chat member",
+    86008: "not allowed to operate on a chat this app did not create",
     86201: "chatid required",
     86207: "owner not in member list",
     86215: "chatid already exists",

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from . import appchat, externalcontact, media, message, token, webhook
+from . import agent, appchat, externalcontact, media, message, token, webhook
 
 if TYPE_CHECKING:
     from ..simulator import Simulator
@@ -30,6 +30,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "message/update_template_card": Endpoint("POST", True, message.update_template_card),
     "appchat/create": Endpoint("POST", True, appchat.create),
     "appchat/get": Endpoint("GET", True, appchat.get),
+    "appchat/update": Endpoint("POST", True, appchat.update),
+    "agent/get": Endpoint("GET", True, agent.get),
     "appchat/send": Endpoint("POST", True, appchat.send),
     "webhook/send": Endpoint("POST", False, webhook.send),
     "externalcontact/add_msg_template": Endpoint("POST", True, externalcontact.add_msg_template),

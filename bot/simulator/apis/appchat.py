@@ -1,4 +1,4 @@
-"""appchat/create, appchat/get and appchat/send."""
+"""appchat/create, appchat/get, appchat/update and appchat/send."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def create(sim: Simulator, query: Mapping[str, str], body: dict) -> dict:
 
 def get(sim: Simulator, query: Mapping[str, str], body: dict) -> dict:
     """Describe one of the app's group chats."""
-    chat = sim.directory.chat(query.get("chatid"))
+    chat = sim.directory.app_chat(query.get("chatid"))
     return {
         "chat_info": {
             "chatid": chat.chatid,
@@ -33,9 +33,16 @@ def get(sim: Simulator, query: Mapping[str, str], body: dict) -> dict:
     }
 
 
+def update(sim: Simulator, query: Mapping[str, str], body: dict) -> dict:
+    """Rename a chat, change its owner, add and remove members (only a chat this app created)."""
+    sim.directory.update_chat(body.get("chatid"), body.get("name"), body.get("owner"), body.get("add_user_list"),
+                              body.get("del_user_list"))
+    return {}
+
+
 def send(sim: Simulator, query: Mapping[str, str], body: dict) -> dict:
     """Post to a group chat; members over 200/min or 10,000/day silently miss it."""
-    chat = sim.directory.chat(body.get("chatid"))
+    chat = sim.directory.app_chat(body.get("chatid"))
     msgtype = body.get("msgtype")
     if msgtype not in APPCHAT_MSGTYPES:
         raise ApiError(86220 if msgtype in KNOWN_MSGTYPES else 40008)
