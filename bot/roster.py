@@ -37,9 +37,11 @@ _HEADERS = {
     "带班领导": "leader", "值班领导": "leader", "leader": "leader",
 }
 _REQUIRED = ("date", "station", "start", "end", "officer")
-_DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
-_TIME = re.compile(r"^(\d{1,2})[:：](\d{2})$")
+_DATE = re.compile(r"^([0-9]{4})\s*[-/.年]\s*([0-9]{1,2})\s*[-/.月]\s*([0-9]{1,2})\s*日?$")
+_TIME = re.compile(r"^([0-9]{1,2})[:：]([0-9]{2})$")
 MAX_ROWS = 20000
+MAX_CELL = 64  # characters in a cell: names, codes, dates and shift labels are all short
+YEARS = range(2000, 2100)  # a duty roster is about this century; beyond it dates cannot be computed
 
 
 class RosterError(ValueError):
@@ -164,7 +166,16 @@ def _local(epoch: float | None) -> str | None:
 def parse_roster_csv(data: bytes, directory: Directory) -> list[Shift]:
     """Every shift in the file, or RosterError listing every problem (nothing is half-imported)."""
     text = _decode(data)
-    reader = csv.reader(io.StringIO(text))
+    if "\x00" in text:  # UTF-16/32 read as GBK, or a binary file: no CSV has NUL characters
+        raise RosterError(["无法识别文件内容，请另存为 UTF-8 或 GBK 编码的 CSV"])
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _parse_rows(reader, directory)
+    except csv.Error as err:  # a cell longer than the csv module allows, a stray quote or line break
+        raise RosterError([f"第{reader.line_num}行：CSV 格式错误，无法解析"]) from err
+
+
+def _parse_rows(reader: Iterable[list[str]], directory: Directory) -> list[Shift]:
     header = next(reader, None)
     if header is None:
         raise RosterError(["值班表是空文件"])
@@ -184,6 +195,7 @@ def parse_roster_csv(data: bytes, directory: Directory) -> list[Shift]:
             break
         cell = {name: (row[n].strip() if n < len(row) else "") for name, n in columns.items() if name}
         try:
+            _check_cells(cell)
             shifts.append(_shift(cell, directory))
         except ValueError as err:
             problems.append(f"第{line}行：{err}")
@@ -201,6 +213,14 @@ def _decode(data: bytes) -> str:
         except UnicodeDecodeError:
             continue
     raise RosterError(["无法识别文件编码，请另存为 UTF-8 或 GBK 编码的 CSV"])
+
+
+def _check_cells(cell: dict[str, str]) -> None:
+    for value in cell.values():
+        if len(value) > MAX_CELL:
+            raise ValueError(f"单元格内容过长（超过{MAX_CELL}个字符）")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ValueError("单元格含有控制字符")
 
 
 def _shift(cell: dict[str, str], directory: Directory) -> Shift:
@@ -232,9 +252,12 @@ def _date(value: str) -> date:
     if not match:
         raise ValueError(f"日期“{value}”无法识别（例：2026-11-27）")
     try:
-        return date(*(int(g) for g in match.groups()))
+        day = date(*(int(g) for g in match.groups()))
     except ValueError as err:
         raise ValueError(f"日期“{value}”不存在") from err
+    if day.year not in YEARS:
+        raise ValueError(f"日期“{value}”不在 {YEARS.start}–{YEARS.stop - 1} 年之间")
+    return day
 
 
 def _time(value: str, what: str) -> time:

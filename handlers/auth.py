@@ -16,7 +16,8 @@ def token_problem(request: web.Request) -> web.Response | None:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented:
         return json_error(401)
-    presented_bytes = presented.strip().encode("utf-8")
+    # Header bytes that are not UTF-8 arrive as surrogates (surrogateescape): encodable, and never a token.
+    presented_bytes = presented.strip().encode("utf-8", "surrogatepass")
     # Compare against every token, without stopping early, in constant time per comparison.
     matched = False
     for token in request.app[SETTINGS].api.tokens:

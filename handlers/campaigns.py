@@ -4,7 +4,8 @@ enable/disable, dry run and run now. Changes made here are stored and override t
 from __future__ import annotations
 
 import dataclasses
-import json
+import re
+from typing import Any
 
 from aiohttp import web
 
@@ -13,10 +14,16 @@ from bot.awareness.service import AWARENESS, AwarenessService
 from bot.awareness.settings import Campaign, parse_campaign
 from bot.awareness.views import campaign_view, log_view, preview_view, run_view
 from handlers.auth import token_problem
+from handlers.inputs import path_id, read_json
 from handlers.responses import json_error, json_response
 
 routes = web.RouteTableDef()
 _RECENT_RUNS = 10
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # as parse_campaign has it; other names cannot exist
+# The API's own bounds on a definition, beyond what parse_campaign (shared with the config file) checks.
+MAX_TEXT = 200
+MAX_LIST = 200
+MAX_TREND_DAYS = 366
 
 
 @routes.get("/api/v1/campaigns")
@@ -43,14 +50,14 @@ async def create(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/campaigns/{name}")
 async def show(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
+    if problem := _problem(request):
         return problem
     return await _show(request, request.match_info["name"])
 
 
 @routes.put("/api/v1/campaigns/{name}")
 async def update(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
+    if problem := _problem(request):
         return problem
     campaign = await _campaign_from(request, request.match_info["name"])
     if isinstance(campaign, web.Response):
@@ -70,7 +77,7 @@ async def enable(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/campaigns/{name}/preview")
 async def preview(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
+    if problem := _problem(request):
         return problem
     stored = await request.app[SERVICES].storage.campaign(request.match_info["name"])
     if stored is None:
@@ -81,7 +88,7 @@ async def preview(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/campaigns/{name}/run")
 async def run_now(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
+    if problem := _problem(request):
         return problem
     run_id = await _service(request).run_now(request.match_info["name"])
     if run_id is None:
@@ -92,10 +99,11 @@ async def run_now(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/campaigns/{name}/runs/{run_id}")
 async def show_run(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
+    if problem := _problem(request):
         return problem
     storage = request.app[SERVICES].storage
-    run = await storage.run(int(request.match_info["run_id"])) if request.match_info["run_id"].isdigit() else None
+    run_id = path_id(request.match_info["run_id"])
+    run = await storage.run(run_id) if run_id is not None else None
     if run is None or run["campaign"] != request.match_info["name"]:
         return json_error(404, "没有这次推送")
     return json_response({"run": run_view(run), "log": log_view(await storage.delivery_log(run["id"]))})
@@ -114,7 +122,7 @@ async def _show(request: web.Request, name: str, status: int = 200) -> web.Respo
 
 
 async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
-    if problem := token_problem(request):
+    if problem := _problem(request):
         return problem
     stored = await request.app[SERVICES].storage.campaign(request.match_info["name"])
     if stored is None:
@@ -130,12 +138,13 @@ async def _save(request: web.Request, campaign: Campaign) -> web.Response:
 
 
 async def _campaign_from(request: web.Request, name: str | None = None) -> Campaign | web.Response:
-    try:
-        body = await request.json(loads=json.loads)
-    except (ValueError, UnicodeDecodeError):
-        return json_error(400, "请求体不是合法的 JSON（UTF-8）")
+    body = await read_json(request, request.app[SERVICES].settings.api.max_body_bytes)
+    if isinstance(body, web.Response):
+        return body
     if isinstance(body, dict) and name is not None and body.setdefault("name", name) != name:
         return json_error(400, "请求体中的 name 与地址中的活动名不一致")
+    if problem := _beyond_api_bounds(body):
+        return json_error(400, f"活动定义有误：{problem}")
     settings = _service(request).settings
     try:
         campaign = parse_campaign(body, "campaign", trend_days=settings.trend_days, quiet_hours=settings.quiet_hours)
@@ -146,9 +155,44 @@ async def _campaign_from(request: web.Request, name: str | None = None) -> Campa
     return campaign
 
 
+def _problem(request: web.Request) -> web.Response | None:
+    """The 401 or 404 to answer before looking anything up: a name that no campaign can have is unknown."""
+    if problem := token_problem(request):
+        return problem
+    if not _NAME.fullmatch(request.match_info["name"]):
+        return _unknown(request)
+    return None
+
+
+def _beyond_api_bounds(body: Any) -> str | None:
+    """Why a definition is refused by the API's bounds on text, lists and numbers, or None."""
+    if not isinstance(body, dict):
+        return None  # parse_campaign says what it must be
+    trend_days = body.get("trend_days")
+    if isinstance(trend_days, int) and not isinstance(trend_days, bool) and trend_days > MAX_TREND_DAYS:
+        return f"trend_days 不能超过 {MAX_TREND_DAYS}"
+    stack: list[tuple[str, Any]] = [("", body)]
+    while stack:
+        key, value = stack.pop()
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                return f"{key} 不能超过 {MAX_TEXT} 个字符"
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                return f"{key} 不能包含控制字符"
+        elif isinstance(value, list):
+            if len(value) > MAX_LIST:
+                return f"{key} 最多 {MAX_LIST} 项"
+            stack.extend((key, v) for v in value)
+        elif isinstance(value, dict):
+            stack.extend(("字段名", k) for k in value)
+            stack.extend((f"{key}.{k}".lstrip("."), v) for k, v in value.items() if len(k) <= MAX_TEXT)
+    return None
+
+
 def _service(request: web.Request) -> AwarenessService:
     return request.app[AWARENESS]
 
 
 def _unknown(request: web.Request) -> web.Response:
-    return json_error(404, f"没有名为 {request.match_info['name']} 的宣防活动")
+    name = request.match_info["name"]
+    return json_error(404, f"没有名为 {name} 的宣防活动" if _NAME.fullmatch(name) else "没有这个宣防活动")

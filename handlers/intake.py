@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +12,8 @@ from bot.deadlines import MILESTONE_LABELS
 from bot.policy import LADDER_LABELS
 from bot.render import SHANGHAI
 from handlers.auth import token_problem
-from handlers.responses import json_error, json_response, read_body
+from handlers.inputs import path_id, read_json
+from handlers.responses import json_error, json_response
 from storage import Storage
 
 routes = web.RouteTableDef()
@@ -24,13 +24,9 @@ async def submit(request: web.Request) -> web.Response:
     if problem := token_problem(request):
         return problem
     services = request.app[SERVICES]
-    body = await read_body(request, services.settings.api.max_body_bytes)
-    if isinstance(body, web.Response):
-        return body
-    try:
-        payload = strict_json(body)
-    except (ValueError, UnicodeDecodeError):
-        return json_error(400, "请求体不是合法的 JSON（UTF-8）")
+    payload = await read_json(request, services.settings.api.max_body_bytes)
+    if isinstance(payload, web.Response):
+        return payload
 
     if isinstance(payload, list):
         max_batch = services.settings.api.max_batch
@@ -44,32 +40,24 @@ async def submit(request: web.Request) -> web.Response:
             "accepted": sum(o.status == 202 for o in outcomes),
             "duplicates": sum(o.status == 200 for o in outcomes),
             "rejected": sum(o.status == 400 for o in outcomes),
+            "failed": sum(o.status == 503 for o in outcomes),  # not stored for a fault of ours: send again
         }
         return json_response({**summary, "results": results})
 
     (outcome,) = await services.intake.submit([payload])
-    return json_response(outcome.body, outcome.status)
-
-
-def strict_json(text: str | bytes) -> Any:
-    """JSON as RFC 8259 has it: no NaN or Infinity, and no lone surrogate (it cannot be stored as UTF-8)."""
-    value = json.loads(text, parse_constant=_refuse_constant)
-    json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError: a 400
-    return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    response = json_response(outcome.body, outcome.status)
+    if outcome.status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
 
 
 @routes.get("/api/v1/instructions/{id}")
 async def show(request: web.Request) -> web.Response:
     if problem := token_problem(request):
         return problem
-    try:
-        instruction_id = int(request.match_info["id"])
-    except ValueError:
-        return json_error(404, "指令编号必须是数字")
+    instruction_id = path_id(request.match_info["id"])
+    if instruction_id is None:
+        return json_error(404, "指令编号必须是正整数")
     storage = request.app[SERVICES].storage
     instruction = await storage.get_instruction(instruction_id)
     if instruction is None:
