@@ -109,8 +109,16 @@ REAL_OAUTH_AUTHORIZE = "https://open.weixin.qq.com/connect/oauth2/authorize"
 @dataclass(frozen=True)
 class DashboardSettings:
     enabled: bool = True
-    session_secret: str = ""  # empty: a random one kept in the database
+    # The key that signs session cookies: session_secret, else the file session_secret_file (made with a
+    # random key, mode 0600, at first start), else dashboard-session.key beside the SQLite database file.
+    # Never in the database: a backup must not let anyone mint a session.
+    session_secret: str = ""
+    session_secret_file: Path | None = None
     session_max_age: int = 12 * 3600
+    # Failed password logins allowed per client address and per account name in login_window (seconds).
+    login_attempts_per_address: int = 20
+    login_attempts_per_account: int = 10
+    login_window: int = 15 * 60
     admin_user: str = "admin"
     admin_password_hash: str = ""  # `python bot.py dashboard hash-password`; empty: no local login
     oauth_authorize_url: str = REAL_OAUTH_AUTHORIZE
@@ -237,7 +245,7 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
         policies=parse_policies(_section(raw, "policy"), ConfigError),
         awareness=_awareness(raw, base_dir),
         bulletin=_bulletin(_section(raw, "bulletin")),
-        dashboard=_dashboard(_section(raw, "dashboard")),
+        dashboard=_dashboard(_section(raw, "dashboard"), base_dir),
     )
 
 
@@ -289,10 +297,13 @@ def _bulletin(raw: dict[str, Any]) -> BulletinSettings:
     )
 
 
-def _dashboard(raw: dict[str, Any]) -> DashboardSettings:
+def _dashboard(raw: dict[str, Any], base_dir: Path = Path()) -> DashboardSettings:
     secret = _get(raw, "dashboard.session_secret", str, "")
     if secret and len(secret) < 32:
         raise ConfigError("dashboard.session_secret must be at least 32 characters (or empty for a generated one)")
+    secret_file = _get(raw, "dashboard.session_secret_file", str, "")
+    if secret and secret_file:
+        raise ConfigError("set dashboard.session_secret or dashboard.session_secret_file, not both")
     password_hash = _get(raw, "dashboard.admin_password_hash", str, "")
     if password_hash and not password_hash.startswith("scrypt$"):
         raise ConfigError("dashboard.admin_password_hash must come from `python bot.py dashboard hash-password`")
@@ -302,7 +313,14 @@ def _dashboard(raw: dict[str, Any]) -> DashboardSettings:
     return DashboardSettings(
         enabled=_flag(raw, "dashboard.enabled", True),
         session_secret=secret,
+        session_secret_file=_resolve(base_dir, Path(secret_file)) if secret_file else None,
         session_max_age=parse_duration(raw.get("session_max_age", "12h"), "dashboard.session_max_age", ConfigError),
+        login_attempts_per_address=_positive(_get(raw, "dashboard.login_attempts_per_address", int, 20),
+                                             "dashboard.login_attempts_per_address"),
+        login_attempts_per_account=_positive(_get(raw, "dashboard.login_attempts_per_account", int, 10),
+                                             "dashboard.login_attempts_per_account"),
+        login_window=_positive(parse_duration(raw.get("login_window", "15m"), "dashboard.login_window", ConfigError),
+                               "dashboard.login_window"),
         admin_user=_get(raw, "dashboard.admin_user", str, "admin"),
         admin_password_hash=password_hash,
         oauth_authorize_url=authorize,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from bot.models import OutboxMessage
@@ -60,6 +61,8 @@ def insert_history_sync(conn: sqlite3.Connection, history: History) -> None:
 
 # Seconds between the parts of one bulletin, so the delivery worker sends them in order.
 _PART_SPACING = 0.5
+# The last day number a query range needs (9999-12-31): "since first_day" as a BETWEEN of the day index.
+_LAST_DAY = 2_932_896
 
 
 class ReportsSQL:
@@ -146,13 +149,43 @@ class ReportsSQL:
         )
         return [BoardRow(*r[:18], bool(r[18]), bool(r[19]), *r[20:]) for r in rows]
 
-    async def fraud_types(self, first_day: int) -> list[str]:
-        """The fraud types seen since first_day, most frequent first (the filter's choices)."""
+    async def fraud_types(self, first_day: int, scope: ReportFilter | None = None) -> list[str]:
+        """The fraud types seen since first_day, most frequent first (the filter's choices), among the
+        instructions of scope's stations or assignee only (a viewer's scope; None: every station's)."""
+        flt = ReportFilter(stations=scope.stations, assignee=scope.assignee) if scope else ReportFilter()
+        where, args = _where(replace(flt, first_day=first_day, last_day=_LAST_DAY), "facts")
         rows = await self._read.fetchall(
-            "SELECT fraud_type FROM report_facts WHERE day >= ? GROUP BY fraud_type ORDER BY COUNT(*) DESC LIMIT 50",
-            (first_day,),
+            f"SELECT fraud_type FROM report_facts f WHERE {where} GROUP BY fraud_type ORDER BY COUNT(*) DESC LIMIT 50",
+            args,
         )
         return [r[0] for r in rows]
+
+    # -- dashboard sessions (migration 009) --------------------------------------------------
+
+    async def create_session(self, token_hash: str, userid: str, now: float, expires_at: float) -> None:
+        """Record a new dashboard session, and forget the ones that have expired."""
+        async with self._transaction(durable=False) as db:  # lost at a power cut: the user logs in again
+            await db.execute("DELETE FROM dashboard_sessions WHERE expires_at <= ?", (now,))
+            await db.execute(
+                "INSERT INTO dashboard_sessions(token_hash, userid, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (token_hash, userid, now, expires_at),
+            )
+
+    async def session_user(self, token_hash: str, now: float) -> str | None:
+        """Who a live session belongs to; None if it ended (logout, revocation) or expired."""
+        return await self._read.fetchval(
+            "SELECT userid FROM dashboard_sessions WHERE token_hash = ? AND expires_at > ?", (token_hash, now)
+        )
+
+    async def end_session(self, token_hash: str) -> bool:
+        """Logout: the session is refused from now on, whoever holds a copy of its cookie."""
+        async with self._transaction() as db:
+            return await db.execute("DELETE FROM dashboard_sessions WHERE token_hash = ?", (token_hash,)) > 0
+
+    async def end_sessions(self, userid: str) -> int:
+        """Revoke every session of one user (all their browsers); returns how many ended."""
+        async with self._transaction() as db:
+            return await db.execute("DELETE FROM dashboard_sessions WHERE userid = ?", (userid,))
 
     async def insert_history(self, history: History) -> None:
         """Write one batch of synthetic history in one transaction (the demo's past weeks)."""

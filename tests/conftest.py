@@ -19,7 +19,7 @@ from bot.directory import load_directory_file
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
 from bot.simulator.clock import SimClock
 from tests.browser import chromium
-from tests.helpers import DISTRICT, TOKEN
+from tests.helpers import DISTRICT, TOKEN, free_port
 from tests.pg import drop_left_schemas, new_pg_schema
 
 BACKEND = os.environ.get("QUANZU_TEST_BACKEND", "sqlite")
@@ -145,9 +145,12 @@ async def dash(aiohttp_client, sim, sim_server, make_settings):
     from tests.helpers import ADMIN_HASH
 
     sim_url = str(sim_server.make_url("")).rstrip("/")
-    settings = make_settings(sim_url, dashboard={"oauth_authorize_url": f"{sim_url}/connect/oauth2/authorize",
-                                                 "admin_password_hash": ADMIN_HASH})
-    client = await aiohttp_client(create_app(settings, clock=sim.clock.now))
+    # On the port its config names: OAuth's redirect_uri is built from the config, never the Host header.
+    port = free_port()
+    settings = make_settings(sim_url, server={"port": port},
+                             dashboard={"oauth_authorize_url": f"{sim_url}/connect/oauth2/authorize",
+                                        "admin_password_hash": ADMIN_HASH})
+    client = await aiohttp_client(create_app(settings, clock=sim.clock.now), server_kwargs={"port": port})
     sim.config.callback_url = str(client.make_url("/wecom/callback"))
     return client
 

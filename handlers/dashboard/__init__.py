@@ -1,5 +1,12 @@
 """The command-center dashboard (server-rendered pages under /dashboard)."""
 
-from handlers.dashboard.views import setup
+from aiohttp import web
+
+from handlers.dashboard import base, login, views
+
+
+def setup(app: web.Application) -> None:
+    base.setup(app, login.routes, views.routes)
+
 
 __all__ = ["setup"]
