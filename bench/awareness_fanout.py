@@ -89,7 +89,7 @@ async def main(pressure: bool, as_json: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         district = Path(tmp) / "district.toml"
         _district(district)
-        sim = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"))
+        sim = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback", customer_contact=True))
         seed_simulator(sim, load_directory_file(district))
         sim_server = TestServer(create_simulator_app(sim))
         await sim_server.start_server()

@@ -51,7 +51,8 @@ WEEKDAYS = "一二三四五六日"
 
 
 async def main() -> None:
-    sim = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"), clock=SimClock(START))
+    sim = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback", customer_contact=True),
+                    clock=SimClock(START))
     seed_simulator(sim, load_directory_file(DISTRICT))
     sim_server = TestServer(create_simulator_app(sim))
     await sim_server.start_server()

@@ -170,12 +170,15 @@ async def test_send_errors_are_not_recorded(client, body, errcode):
     assert await messages(client) == []
 
 
-async def test_text_and_markdown_over_2048_bytes_are_truncated_not_refused(client):
+async def test_app_text_over_2048_bytes_is_truncated_and_markdown_over_2048_is_refused(client):
+    # 发送应用消息 (document/path/90236): text "超过将截断", markdown "最长不超过2048个字节".
     token = await get_token(client)
     long_text = "劝" * 700  # 2100 bytes
     assert (await post(client, "message/send", text("lisi", long_text), token))["errcode"] == 0
     markdown = {"touser": "lisi", "msgtype": "markdown", "agentid": 1000002, "markdown": {"content": "**劝阻**"}}
     assert (await post(client, "message/send", markdown, token))["errcode"] == 0
+    too_long = {**markdown, "markdown": {"content": "劝" * 683}}  # 2049 bytes
+    assert (await post(client, "message/send", too_long, token))["errcode"] == 40058
     first, second = await messages(client, user="lisi")
     assert first["truncated"] is True and first["delivered_to"] == ["lisi"]
     assert second["truncated"] is False and second["msgtype"] == "markdown"
@@ -384,7 +387,7 @@ async def test_webhook_sends_and_refuses_the_21st_message_in_a_minute(client, si
     ("body", "key", "errcode"),
     [
         ({"msgtype": "text", "text": {"content": "hi"}}, "unknown-key", 93000),
-        ({"msgtype": "markdown", "markdown": {"content": "x" * 4097}}, "robot-key-1", 45002),
+        ({"msgtype": "markdown", "markdown": {"content": "x" * 4097}}, "robot-key-1", 40058),
         ({"msgtype": "text", "text": {"content": "x" * 2049}}, "robot-key-1", 45002),
         ({"msgtype": "template_card", "template_card": button_card("t")["template_card"]}, "robot-key-1", 42031),
         ({"msgtype": "textcard", "textcard": {}}, "robot-key-1", 40008),
@@ -476,8 +479,8 @@ async def test_update_template_card_replaces_whole_card_for_everyone_and_codes_e
     assert simulator.card("zhangsan", "task-all") == simulator.card("lisi", "task-all") == new_card
     simulator.clock.advance(72 * 3600)
     token = await get_token(client)
-    body["response_code"] = second["response_code"]
-    assert (await post(client, "message/update_template_card", body, token))["errcode"] == 42052
+    body["response_code"] = second["response_code"]  # unused, but 72 hours old: 60140 (not 42052, a recall's)
+    assert (await post(client, "message/update_template_card", body, token))["errcode"] == 60140
     body["response_code"] = "never-issued"
     assert (await post(client, "message/update_template_card", body, token))["errcode"] == 60140
     both = {**body, "response_code": second["response_code"], "button": {"replace_name": "x"}}

@@ -77,10 +77,12 @@ class CardBook:
     def redeem(self, code: object, now: float) -> Task:
         """Return the task behind an unused, unexpired code; the caller marks it used."""
         entry = self._codes.get(code) if isinstance(code, str) else None
+        # 全局错误码 (https://developer.work.weixin.qq.com/document/path/90313): 60140 无效的response_code,
+        # "可能是response_code已经过期" — unknown, used and expired codes alike (42052 is a recall's msgid).
         if entry is None or entry.used:
             raise ApiError(60140, "response_code is invalid or already used")
         if now >= entry.expires_at:
-            raise ApiError(42052)
+            raise ApiError(60140, "response_code expired (usable within 72 hours)")
         task = self._tasks.get(entry.task_id) if entry.task_id else None
         if task is None:
             raise ApiError(42016)

@@ -20,6 +20,7 @@ WEBHOOK_MSGTYPES = frozenset({"text", "markdown", "image", "news", "file", "voic
 KNOWN_MSGTYPES = APP_MSGTYPES | APPCHAT_MSGTYPES | WEBHOOK_MSGTYPES | {"miniprogram_notice", "link"}
 
 TEXT_LIMIT = 2048
+MARKDOWN_LIMIT = 2048
 WEBHOOK_MARKDOWN_LIMIT = 4096
 _ROBOT_IMAGE_LIMIT = 2 * 1024 * 1024
 
@@ -35,7 +36,7 @@ def truncate_utf8(text: str, limit: int) -> str:
 
 
 def validate_body(msgtype: str, body: dict, channel: Channel) -> bool:
-    """Check the `<msgtype>` object of a send; return True if WeCom would truncate it."""
+    """Check the `<msgtype>` object of a send; return True if WeCom would truncate it (app text only)."""
     part = body.get(msgtype, {})
     if not isinstance(part, dict):
         raise ApiError(40058, f"{msgtype} must be an object")
@@ -59,11 +60,19 @@ def _check_text(msgtype: str, part: dict, channel: Channel) -> bool:
     if not isinstance(content, str) or not content:
         raise ApiError(44004)
     size = utf8_len(content)
-    if channel == "webhook":
-        limit = WEBHOOK_MARKDOWN_LIMIT if msgtype == "markdown" else TEXT_LIMIT
+    if msgtype == "markdown":
+        # App and app-chat markdown "最长不超过2048个字节" (发送应用消息 …/path/90236, 应用推送消息 …/path/90248),
+        # robot markdown 4096 (消息推送 …/path/91770); WeCom refuses longer ones with 40058
+        # ("markdown.content exceed max length 4096", seen from a robot) and cuts nothing.
+        limit = WEBHOOK_MARKDOWN_LIMIT if channel == "webhook" else MARKDOWN_LIMIT
         if size > limit:
-            raise ApiError(45002, f"{msgtype}.content exceeds {limit} bytes")
+            raise ApiError(40058, f"markdown.content exceed max length {limit}")
         return False
+    if channel == "webhook":
+        if size > TEXT_LIMIT:
+            raise ApiError(45002, f"text.content exceeds {TEXT_LIMIT} bytes")
+        return False
+    # App text: "最长不超过2048个字节，超过将截断" (…/path/90236): delivered, cut to 2048 bytes.
     return size > TEXT_LIMIT
 
 

@@ -122,6 +122,37 @@ async def advance_clock(request: web.Request) -> web.Response:
     return _json({"now": sim.clock.now()})
 
 
+@routes.get("/_sim/app")
+async def get_app_settings(request: web.Request) -> web.Response:
+    """The app's admin-console settings the simulator enforces (客户联系 permission, trusted domain)."""
+    return _json(_app_settings(_sim(request)))
+
+
+@routes.post("/_sim/app")
+async def set_app_settings(request: web.Request) -> web.Response:
+    """Change them as an admin would: {"customer_contact": bool, "trusted_domain": "host[:port]" | null}."""
+    body = await _body(request)
+    unknown = body.keys() - {"customer_contact", "trusted_domain"}
+    if unknown:
+        _bad_request(f"unknown settings {sorted(unknown)}; expected customer_contact, trusted_domain")
+    config = _sim(request).config
+    if "customer_contact" in body:
+        if not isinstance(body["customer_contact"], bool):
+            _bad_request("customer_contact must be true or false")
+        config.customer_contact = body["customer_contact"]
+    if "trusted_domain" in body:
+        domain = body["trusted_domain"]
+        if domain is not None and (not isinstance(domain, str) or not domain or "/" in domain):
+            _bad_request('trusted_domain must be "host" or "host:port", or null for the callback URL\'s host')
+        config.trusted_domain = domain
+    return _json(_app_settings(_sim(request)))
+
+
+def _app_settings(sim: Simulator) -> dict[str, Any]:
+    return {"customer_contact": sim.config.customer_contact, "trusted_domain": sim.config.trusted_domain,
+            "oauth_domain": sim.config.oauth_domain()}
+
+
 @routes.get("/_sim/directory")
 async def directory(request: web.Request) -> web.Response:
     """Members, app chats (with members) and robots."""

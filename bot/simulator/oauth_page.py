@@ -8,6 +8,7 @@ redirects to redirect_uri with a single-use `code` and the `state`, exactly as W
 
 from __future__ import annotations
 
+import re
 from html import escape
 from urllib.parse import urlencode, urlsplit
 
@@ -18,6 +19,8 @@ from .keys import SIMULATOR_KEY
 
 routes = web.RouteTableDef()
 _SCOPES = ("snsapi_base", "snsapi_privateinfo")
+_STATE_RE = re.compile(r"[A-Za-z0-9]*")
+_STATE_MAX_BYTES = 128
 
 
 def add_routes(app: web.Application) -> None:
@@ -33,8 +36,18 @@ async def authorize(request: web.Request) -> web.StreamResponse:
         return _page("参数错误", "<p>appid 与企业 CorpID 不符。</p>", 400)
     if q.get("response_type") != "code" or q.get("scope") not in _SCOPES:
         return _page("参数错误", "<p>response_type 须为 code，scope 须为 snsapi_base 或 snsapi_privateinfo。</p>", 400)
-    if urlsplit(redirect_uri).scheme not in ("http", "https"):
+    target = urlsplit(redirect_uri)
+    if target.scheme not in ("http", "https"):
         return _page("参数错误", "<p>redirect_uri 无效。</p>", 400)
+    # 构造网页授权链接 (https://developer.work.weixin.qq.com/document/path/91022): state only a-zA-Z0-9, at
+    # most 128 bytes; redirect_uri on the app's trusted domain, matched exactly with its port (全局错误码 50001,
+    # …/path/90313: "url填写的域名，必须与设置的可信域名完全匹配（包括端口号）").
+    state = q.get("state", "")
+    if len(state.encode()) > _STATE_MAX_BYTES or not _STATE_RE.fullmatch(state):
+        return _page("参数错误", "<p>state 只能包含 a-z、A-Z、0-9，且不超过 128 字节。</p>", 400)
+    if target.netloc.lower() != (sim.config.oauth_domain() or ""):
+        return _page("redirect_uri 需使用应用可信域名",
+                     "<p>错误码 50001：redirect_uri 与配置的授权完成回调域名（可信域名）不一致。</p>", 400)
     chosen = q.get("sim_user")
     if chosen:
         user = sim.directory.resolve(chosen)

@@ -168,6 +168,10 @@ class Simulator:
                 raise ApiError(fault.errcode)
             if endpoint.needs_token:
                 self.tokens.check(query.get("access_token"))
+            if endpoint.customer_contact and not self.config.customer_contact:
+                # 全局错误码 48002 (https://developer.work.weixin.qq.com/document/path/90313), item 4: 客户联系
+                # APIs only for the 客户联系 app or an app on its "可调用应用" list.
+                raise ApiError(48002, "api forbidden: add the app to 客户联系 → 可调用应用")
             if endpoint.multipart:
                 body = dict(files or {})
             else:

@@ -22,6 +22,8 @@ class Endpoint:
     needs_token: bool
     handler: Handler
     multipart: bool = False  # the body is a multipart form (files), not JSON
+    # 客户联系 APIs: only the 客户联系 secret or an app on its "可调用应用" list may call them, else 48002.
+    customer_contact: bool = False
 
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -34,8 +36,11 @@ ENDPOINTS: dict[str, Endpoint] = {
     "agent/get": Endpoint("GET", True, agent.get),
     "appchat/send": Endpoint("POST", True, appchat.send),
     "webhook/send": Endpoint("POST", False, webhook.send),
-    "externalcontact/add_msg_template": Endpoint("POST", True, externalcontact.add_msg_template),
-    "externalcontact/get_groupmsg_send_result": Endpoint("POST", True, externalcontact.get_groupmsg_send_result),
+    "externalcontact/add_msg_template": Endpoint("POST", True, externalcontact.add_msg_template,
+                                                 customer_contact=True),
+    "externalcontact/get_groupmsg_send_result": Endpoint("POST", True, externalcontact.get_groupmsg_send_result,
+                                                         customer_contact=True),
+    "externalcontact/groupchat/list": Endpoint("POST", True, externalcontact.groupchat_list, customer_contact=True),
     "media/upload": Endpoint("POST", True, media.upload, multipart=True),
     "auth/getuserinfo": Endpoint("GET", True, media.getuserinfo),
 }
