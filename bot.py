@@ -52,6 +52,30 @@ def main(argv: list[str] | None = None) -> int:
     check = directory_sub.add_parser("check", help="validate a directory TOML file and summarise it")
     check.add_argument("path")
 
+    wecom = sub.add_parser("wecom", help="set up and check the WeCom corp: credentials, app, chats, robots")
+    wecom_sub = wecom.add_subparsers(dest="action", required=True)
+    wecom_check = wecom_sub.add_parser("check", help="verify the WeCom set-up against the configured API; exit 1 "
+                                                     "when something needs fixing (one Chinese line each)")
+    wecom_check.add_argument("--config", required=True)
+    create_chat = wecom_sub.add_parser("create-chat", help="create a station's app group chat through the app "
+                                                           "(appchat/create) and print its chatid")
+    create_chat.add_argument("station", nargs="?", help="station or group code; none: every app chat of the "
+                                                        "directory that does not exist yet")
+    create_chat.add_argument("--config", required=True)
+    sync_chat = wecom_sub.add_parser("sync-chat", help="bring app chats' members in line with the directory "
+                                                       "(appchat/update)")
+    sync_chat.add_argument("station", nargs="?", help="station or group code; none: every app chat")
+    sync_chat.add_argument("--config", required=True)
+
+    outbox = sub.add_parser("outbox", help="the queue of WeCom messages")
+    outbox_sub = outbox.add_subparsers(dest="action", required=True)
+    outbox_retry = outbox_sub.add_parser("retry", help="make failed messages due again (audited, channel cli)")
+    outbox_retry.add_argument("--config", required=True)
+    which = outbox_retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("--instruction", type=int, metavar="N", help="the failed messages of instruction N")
+    which.add_argument("--since", metavar="TIME", help="messages that failed since TIME (ISO 8601, Beijing time)")
+    which.add_argument("--failed", action="store_true", help="every failed message")
+
     roster = sub.add_parser("roster", help="import or show the stations' duty rosters (值班表)")
     roster_sub = roster.add_subparsers(dest="action", required=True)
     roster_import = roster_sub.add_parser("import", help="import a roster CSV")
@@ -102,6 +126,22 @@ def main(argv: list[str] | None = None) -> int:
             return _hash_password()
         if args.command == "directory":
             return _directory_check(args.path)
+        if args.command == "wecom":
+            from bot.wecom import cli as wecom_cli
+
+            if args.action == "check":
+                return asyncio.run(wecom_cli.check(args.config))
+            if args.action == "create-chat":
+                return asyncio.run(wecom_cli.create(args.config, args.station))
+            return asyncio.run(wecom_cli.sync(args.config, args.station))
+        if args.command == "outbox":
+            from bot.outbox_cli import RetryArgumentError, retry
+
+            try:
+                return asyncio.run(retry(args.config, args.instruction, args.since))
+            except RetryArgumentError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
         if args.command == "roster":
             from bot import roster_cli
 

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.awareness_harness import bot_settings, wait  # noqa: E402
+from bench.pipeline import create_app_chats  # noqa: E402
 from bot.app import create_app  # noqa: E402
 from bot.demo import seed_simulator  # noqa: E402
 from bot.directory import load_directory_file  # noqa: E402
@@ -93,6 +94,8 @@ async def main(pressure: bool, as_json: bool) -> None:
         seed_simulator(sim, load_directory_file(district))
         sim_server = TestServer(create_simulator_app(sim))
         await sim_server.start_server()
+        c = sim.config  # the app creates its group chats, as an operator does (bot.py wecom create-chat)
+        await create_app_chats(district, str(sim_server.make_url('')).rstrip('/'), c.corp_id, c.corp_secret, c.agent_id)
         campaigns = [
             {"name": "fanout", "selection": "rotation", "audience": {"communities": ["扇出社区"]}, "urgent": True},
             {"name": "pressure", "selection": "rotation", "audience": {"communities": ["压测社区"]}, "urgent": True},

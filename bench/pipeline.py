@@ -75,6 +75,17 @@ def write_directory(path: Path, stations: int, grids_per_station: int) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+async def create_app_chats(directory: Path, sim_url: str, corp_id: str, secret: str, agent_id: int) -> None:
+    """The app creates its group chats, as an operator does with `bot.py wecom create-chat` (WeCom, and the
+    simulator, refuse an app the chats it did not create)."""
+    from bot.config import WeComSettings
+    from bot.directory import load_directory_file
+    from bot.wecom.chats import set_up_chats
+
+    settings = WeComSettings(corp_id=corp_id, corp_secret=secret, agent_id=agent_id, api_base=f"{sim_url}/cgi-bin/")
+    await set_up_chats(settings, load_directory_file(directory))
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -167,6 +178,7 @@ async def pipeline(stations: int, grids: int, work: Path | None = None, database
     bots: list[asyncio.subprocess.Process] = []
     try:
         await wait_http(f"http://127.0.0.1:{sim_port}/_sim/stats")
+        await create_app_chats(work / "directory.toml", f"http://127.0.0.1:{sim_port}", CORP_ID, CORP_SECRET, AGENT_ID)
         # All at once, as a cluster restarting together does (they take turns in the start-up import).
         for name in names:
             log = os.open(work / f"bot{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

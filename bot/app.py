@@ -27,6 +27,7 @@ from bot.reports.bulletin import Bulletins
 from bot.scheduler import Scheduler
 from bot.wecom import WeComClient
 from bot.wecom.callbacks import CallbackCrypto
+from bot.wecom.check import SELF_CHECK, SelfCheck
 from storage import Storage, open_storage
 
 _LOGGER = logging.getLogger(__name__)
@@ -119,6 +120,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         scheduler.every(settings.awareness.check_interval, app[AWARENESS].tick, "awareness")
         await cluster.start()  # before the worker: takes back what a stopped process had claimed
         await worker.start()
+        # Is WeCom set up right? Logged, and /healthz says "degraded" with the reasons while it is not.
+        app[SELF_CHECK] = SelfCheck(wecom, directory_file)
+        await app[SELF_CHECK].run(bound=settings.wecom.request_timeout)
+        scheduler.every(SelfCheck.RECHECK, app[SELF_CHECK].recheck, "wecom-self-check")
         resumed = await inbox.resume()
         if resumed:
             _LOGGER.warning("finished %d callbacks stored before the last shutdown", resumed)

@@ -211,6 +211,7 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("logging.level must be DEBUG, INFO, WARNING or ERROR")
     fmt = _get(logging_, "logging.format", str, "json")
+    _refuse_placeholders(wecom_settings, tokens)
     if fmt not in {"json", "text"}:
         raise ConfigError("logging.format must be json or text")
 
@@ -381,6 +382,21 @@ def _aes_key(value: str) -> str:
 
 def _positive(value: Any, key: str) -> Any:
     if value <= 0:
+# The example values of config.example.toml: a config still holding one was copied but not filled in.
+_EXAMPLE_VALUES = {"ww0123456789abcdef", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}
+
+
+def _refuse_placeholders(wecom: WeComSettings, tokens: list[str]) -> None:
+    """Refuse the secrets, keys and ids copied unchanged from config.example.toml, naming each key."""
+    values = [("wecom.corp_id", wecom.corp_id), ("wecom.corp_secret", wecom.corp_secret),
+              ("wecom.token", wecom.token), ("wecom.encoding_aes_key", wecom.encoding_aes_key)]
+    values += [("api.tokens", t) for t in tokens]
+    keys = [key for key, value in values if value in _EXAMPLE_VALUES or value.startswith("replace-with")]
+    if keys:
+        raise ConfigError(f"{', '.join(dict.fromkeys(keys))} still hold the placeholder from config.example.toml: "
+                          "put your corp's values there")
+
+
         raise ConfigError(f"{key} must be positive")
     return value
 

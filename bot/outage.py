@@ -78,6 +78,18 @@ class Breaker:
             return True
         return False
 
+    def trip(self, now: float) -> bool:
+        """Open at once, for an error that no retry cures (a wrong secret, a missing permission); True if it
+        opened now. While open, each further failure doubles the wait before the next probe."""
+        if self.is_open:
+            self._probe_interval = min(self._probe_interval * 2, self._probe_max)
+            self.next_probe_at = now + self._probe_interval
+            return False
+        self._failing_since = self.open_since = now
+        self._probe_interval = self._probe_base
+        self.next_probe_at = now + self._probe_interval
+        return True
+
     def answered(self, now: float) -> Recovery | None:
         """WeCom answered a call (success or an errcode other than -1); the outage it ended, if any."""
         recovery = Recovery(self.open_since, now) if self.open_since is not None else None

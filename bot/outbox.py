@@ -12,6 +12,13 @@ the queue and probes with one message at a time; when WeCom answers again the ba
 order and the center's group gets one notice for the whole outage. Rate-limit answers (45009, 45033)
 never make a message fail either: it waits for the window.
 
+A credential or permission error (wrong secret, IP not trusted, 48002 …) is not the message's fault
+either, and no retry cures it: the same breaker, tripped at once, pauses what it affects (every channel
+with an access token, or the one channel a permission covers; robots keep working), probes it now and
+then with one message, keeps the rest due, tells the center's group once when its own channel still
+works, and shows the reason in /healthz. Once the setting is fixed (and the bot restarted if it was in
+the config file) everything goes out in queue order.
+
 Exactly-once: a row is claimed (state 'sending', committed) before its HTTP call and marked sent
 after. A crash in between leaves the row claimed; it is re-sent byte for byte, and for personal
 cards WeCom's duplicate check (and the card's unique task_id) keeps the person from seeing it twice.
@@ -39,7 +46,7 @@ from bot.ratelimit import SendLimiter
 from bot.render import Renderer
 from bot.wecom import WeComClient, WeComError, WeComRejected, WeComRetryable, WeComTokenError
 from bot.wecom.client import invalid_users
-from bot.wecom.errors import WeComRateLimited
+from bot.wecom.errors import TOKEN_CHANNELS, WeComRateLimited, operator_advice, pause_scope
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,12 +58,17 @@ _PURPOSE_LABELS = {
     "failure_notice": "推送失败通知",
     "awareness": "宣防推送",
     "outage_notice": "企业微信中断通知",
+    "credential_notice": "企业微信配置错误通知",
 }
 # Failures of these are not reported row by row: a failure notice would report itself, and
 # awareness pushes are reported once per campaign run by bot/awareness.
-_NOT_REPORTED_PER_ROW = frozenset({"failure_notice", "outage_notice", "awareness"})
+_NOT_REPORTED_PER_ROW = frozenset({"failure_notice", "outage_notice", "credential_notice", "awareness"})
 _TASK_ID_EXISTS = 42014
 _CONCURRENCY_LIMIT = 45033
+# While paused for a credential or permission error: first probe after 30 s, then at most every 5 minutes
+# (many wrong-secret calls from one IP get it blocked for an hour).
+_PAUSE_PROBE = (30.0, 300.0)
+_IDLE_LOOK = 5.0  # longest sleep of the sender between two looks at the queue
 
 
 class DeliveryWorker:
@@ -85,6 +97,24 @@ class DeliveryWorker:
         self._breaker = Breaker(settings.backoff_base, min(settings.backoff_max, 15.0))
         self._returned: list[tuple[int, float]] = []  # taken at intake, not sent: back to the queue, due then
         self._backlog = False  # the last look at the queue found more due than it could start
+        # Paused by a credential or permission error, per scope ("token" or a channel): breaker, reason, rows held.
+        self._paused: dict[str, Breaker] = {}
+        self._pause_reasons: dict[str, str] = {}
+        self._held: dict[str, set[int]] = {}
+
+    @property
+    def paused_reasons(self) -> list[str]:
+        """Why sending is paused (Chinese, one line per credential or permission problem); empty when it is not."""
+        return list(self._pause_reasons.values())
+
+    def _pause_of(self, channel: str) -> tuple[str, Breaker] | None:
+        """The pause that holds messages of this channel, if any."""
+        if channel not in TOKEN_CHANNELS:
+            return None
+        for scope in ("token", channel):
+            if scope in self._paused:
+                return scope, self._paused[scope]
+        return None
 
     @property
     def outage_since(self) -> float | None:
@@ -120,7 +150,8 @@ class DeliveryWorker:
         now = self._clock()
         for row in sorted(rows, key=lambda r: (r.priority, r.id)):
             at = self._limiter.earliest(row.rate_keys, now)
-            if self._breaker.is_open or self._backlog or len(self._inflight) >= self._max_inflight or at > now:
+            if self._pause_of(row.channel) or self._breaker.is_open or self._backlog \
+                    or len(self._inflight) >= self._max_inflight or at > now:
                 self._returned.append((row.id, max(at, now)))
             else:
                 self._limiter.record(row.rate_keys, now)
@@ -170,6 +201,12 @@ class DeliveryWorker:
         for row in rows:
             if len(claims) >= free:
                 break
+            paused = self._pause_of(row.channel)
+            if paused is not None and not paused[1].may_probe(now):
+                # Held for a credential or permission error: due again at the next probe, or when it ends.
+                deferrals.append((row.id, paused[1].next_probe_at))
+                self._held.setdefault(paused[0], set()).add(row.id)
+                continue
             at = self._limiter.earliest(row.rate_keys, now)
             if at > now:
                 deferrals.append((row.id, at))
@@ -201,6 +238,8 @@ class DeliveryWorker:
                 timeout = max(0.0, next_due - self._clock())
         if self._poll_interval is not None:
             timeout = self._poll_interval if timeout is None else min(timeout, self._poll_interval)
+        # Messages made due by another process (`bot.py outbox retry`) are seen within this, even when idle.
+        timeout = _IDLE_LOOK if timeout is None else min(timeout, _IDLE_LOOK)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that lands
         # as its timeout fires, and stop() would then wait for this loop forever.
         with contextlib.suppress(TimeoutError):
@@ -224,6 +263,7 @@ class DeliveryWorker:
             recovery = self._breaker.answered(self._clock())  # WeCom answered, whatever it said
             if recovery is not None:
                 await self._recovered(recovery)
+            await self._resume_if_fixed(row, error)
         if error is None:
             await self._delivered(row, payload, note)
         else:
@@ -270,6 +310,10 @@ class DeliveryWorker:
         kind = type(err).__name__
         self._metrics.send_errors.labels(kind).inc()
         error = f"{kind} {err}"
+        scope = pause_scope(err, row.channel)
+        if scope is not None:
+            await self._pause(scope, row, err, error, now)
+            return
         if is_outage_failure(err):
             if self._breaker.failure(row.id, now):
                 _LOGGER.error("WeCom unreachable; holding the queue and probing until it answers",
@@ -295,6 +339,45 @@ class DeliveryWorker:
         self._metrics.messages_failed.labels(row.channel, row.purpose).inc()
         if row.purpose not in _NOT_REPORTED_PER_ROW:
             await self._report_failure(row, error, now)
+
+    async def _pause(self, scope: str, row: OutboxRow, err: WeComError, error: str, now: float) -> None:
+        """Hold everything this credential or permission error affects; the message stays due."""
+        breaker = self._paused.setdefault(scope, Breaker(*_PAUSE_PROBE))
+        opened = breaker.trip(now)
+        self._held.setdefault(scope, set()).add(row.id)
+        await self._storage.mark_retry(row.id, breaker.next_probe_at, error)
+        if not opened:
+            return
+        reason = operator_advice(err, row.channel)
+        self._pause_reasons[scope] = reason
+        _LOGGER.error("WeCom refused the app's credentials or permission; pausing, messages stay due",
+                      extra={"scope": scope, "errcode": err.errcode, "fix": reason})
+        group = self._center_group("a credential error")
+        if group is None:
+            return
+        if self._pause_of(group.kind) is not None:
+            _LOGGER.error("the center's group is paused too; it cannot be told", extra={"scope": scope})
+            return
+        content = self._renderer.text("wecom/credential_notice.md.j2", reason=reason, errcode=err.errcode, at=now)
+        await self._storage.enqueue(None, [self._planner().group_markdown(group, content, "credential_notice", 0)],
+                                    now)
+        self.wake()
+
+    async def _resume_if_fixed(self, row: OutboxRow, error: WeComError | None) -> None:
+        """A call of a paused channel got through (or failed for another reason): the setting was fixed."""
+        paused = self._pause_of(row.channel)
+        if paused is None or (error is not None and pause_scope(error, row.channel) == paused[0]):
+            return
+        scope, breaker = paused
+        now = self._clock()
+        breaker.answered(now)
+        del self._paused[scope]
+        self._pause_reasons.pop(scope, None)
+        held = self._held.pop(scope, set())
+        _LOGGER.warning("WeCom accepts the app's credentials again; sending what was held",
+                        extra={"scope": scope, "held": len(held)})
+        await self._storage.defer([(row_id, now) for row_id in held if row_id != row.id])
+        self.wake()
 
     async def _recovered(self, recovery: Recovery) -> None:
         """WeCom answers again: log it, and tell the center's group once if the outage was long."""

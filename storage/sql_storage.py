@@ -547,6 +547,38 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         rows = await self._read.fetchall("SELECT state, COUNT(*) FROM outbox GROUP BY state")
         return {r[0]: r[1] for r in rows}
 
+    async def requeue_failed(self, now: float, instruction_id: int | None = None, since: float | None = None,
+                             actor: str = "operator", channel: str = "cli") -> dict[int | None, list[int]]:
+        """Make failed messages due again, as if never attempted (all of them, one instruction's, or those that
+        failed since a time); each instruction gets an audit event naming its re-queued messages. Returns the
+        outbox ids by instruction id (None: messages of no instruction, e.g. group notices)."""
+        where, params = ["state = 'failed'"], [now]
+        if instruction_id is not None:
+            where.append("instruction_id = ?")
+            params.append(instruction_id)
+        if since is not None:
+            where.append("COALESCE(last_attempt_at, created_at) >= ?")
+            params.append(since)
+        async with self._transaction() as db:
+            rows = await db.fetchall(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, claimed_by = NULL"
+                f" WHERE {' AND '.join(where)} RETURNING id, instruction_id", tuple(params),
+            )
+            requeued: dict[int | None, list[int]] = {}
+            for row_id, owner in rows:
+                requeued.setdefault(owner, []).append(row_id)
+            for owner, ids in requeued.items():
+                if owner is None:
+                    continue
+                await db.execute(
+                    "UPDATE instructions SET delivery_failed = 0 WHERE id = ?"
+                    " AND NOT EXISTS (SELECT 1 FROM outbox WHERE instruction_id = ? AND state = 'failed')",
+                    (owner, owner),
+                )
+                event = AuditEvent("delivery_requeued", actor, channel, detail={"outbox_ids": sorted(ids)})
+                await self._insert_events(db, owner, [event], now)
+        return requeued
+
     # -- several instances on one database --------------------------------------------------
 
     async def heartbeat(self, now: float) -> None:

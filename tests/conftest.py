@@ -19,7 +19,7 @@ from bot.directory import load_directory_file
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
 from bot.simulator.clock import SimClock
 from tests.browser import chromium
-from tests.helpers import DISTRICT, TOKEN, free_port
+from tests.helpers import DISTRICT, TOKEN, create_chats_as_operator, free_port
 from tests.pg import drop_left_schemas, new_pg_schema
 
 BACKEND = os.environ.get("QUANZU_TEST_BACKEND", "sqlite")
@@ -65,7 +65,7 @@ def db_toml(database) -> str:
 
 @pytest.fixture
 def sim(request) -> Simulator:
-    """A simulated corp holding the demo district's people, chats and robots."""
+    """A simulated corp holding the demo district's people and robots (its app chats: `sim_server`)."""
     marker = request.node.get_closest_marker("sim_start")
     clock = SimClock(marker.args[0]) if marker else None
     # Interaction cards need an app with a callback URL; the bot fixture points it at the bot.
@@ -76,7 +76,10 @@ def sim(request) -> Simulator:
 
 @pytest.fixture
 async def sim_server(aiohttp_server, sim):
-    return await aiohttp_server(create_simulator_app(sim))
+    """The simulator over HTTP, with the directory's app group chats created by the app, as an operator would."""
+    server = await aiohttp_server(create_simulator_app(sim))
+    await create_chats_as_operator(sim, str(server.make_url("")).rstrip("/"))
+    return server
 
 
 @pytest.fixture

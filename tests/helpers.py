@@ -129,3 +129,28 @@ async def start_bot_process(config: Path, log_path: Path, port: int) -> asyncio.
 def markdown_text(message: dict[str, Any]) -> str:
     """The markdown content of a message the simulator recorded ('' for other kinds)."""
     return message["body"].get("markdown", {}).get("content", "")
+
+
+async def create_chats_as_operator(sim, sim_url: str, directory: Path = DISTRICT) -> None:
+    """`bot.py wecom create-chat` for every app chat of the directory, through the simulator's HTTP API.
+
+    The simulator's counters then start from zero: tests count what the bot did, not the set-up."""
+    from bot.config import WeComSettings
+    from bot.directory import load_directory_file
+    from bot.simulator.records import Stats
+    from bot.wecom.chats import set_up_chats
+
+    c = sim.config
+    settings = WeComSettings(corp_id=c.corp_id, corp_secret=c.corp_secret, agent_id=c.agent_id,
+                             api_base=f"{sim_url}/cgi-bin/")
+    await set_up_chats(settings, load_directory_file(directory))
+    sim.stats = Stats()
+
+
+async def run_cli(*args: str) -> tuple[int, str]:
+    """`bot.py ARGS` as a child process: its exit code and what it printed (stdout and stderr)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "bot.py", *args, cwd=ROOT,
+                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    async with asyncio.timeout(60):
+        out, _ = await proc.communicate()
+    return proc.returncode, out.decode("utf-8")

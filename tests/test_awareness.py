@@ -180,9 +180,9 @@ async def test_fan_out_to_many_groups_within_the_limits_loses_nothing(start_bot,
 
 
 async def test_failed_pushes_are_retried_then_reported_once_per_run(start_bot, sim_client, sim):
-    sim.add_fault("webhook/send", errcode=-1, times=2)
     bot = await start_bot({"name": "mixed", "selection": "fixed", "item": "gp-01",
                            "audience": {"groups": ["dm-shops", "lh-campus", "dm-grid-staff"]}})
+    sim.add_fault("webhook/send", errcode=-1, times=2)  # after start: its self-check probes the robots too
     first = await run_now(bot, "mixed")
     body = await wait_run(bot, "mixed", first, lambda b: b["run"]["finished_at"] is not None)
     assert body["run"]["progress"] == progress(sent=3)

@@ -8,7 +8,7 @@ import sys
 
 import aiohttp
 
-from tests.helpers import DISTRICT, ROOT, free_ports, instruction, wait_http
+from tests.helpers import DISTRICT, ROOT, free_ports, instruction, run_cli, wait_http
 
 
 async def test_run_and_simulator_commands_deliver_an_instruction(tmp_path, database, db_toml):
@@ -46,6 +46,9 @@ path = "{DISTRICT}"
                                                stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         await wait_http(f"http://127.0.0.1:{sim_port}/_sim/messages")
+        # The operator creates the app's group chats (the simulator, like WeCom, has none the app did not create).
+        code, out = await run_cli("wecom", "create-chat", "--config", str(config))
+        assert code == 0 and 'chatid = "dmstation"' in out, out
         await wait_http(f"http://127.0.0.1:{bot_port}/healthz")
         async with aiohttp.ClientSession() as session:
             resp = await session.post(f"http://127.0.0.1:{bot_port}/api/v1/instructions", json=instruction(),

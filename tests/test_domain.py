@@ -84,11 +84,32 @@ def test_config_defaults():
     assert settings.public_url == "http://127.0.0.1:8080"
 
 
-def test_example_config_parses():
+def _filled_in_example() -> str:
+    """config.example.toml with the placeholders replaced, as an operator fills it in."""
+    from tests.helpers import ROOT
+
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    for placeholder, value in (("ww0123456789abcdef", "wwf00dcafe12345678"),
+                               ("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "Q" * 42 + "A"),
+                               ("replace-with-the-app-secret", "s3cret-from-the-console"),
+                               ("replace-with-callback-token", "CallbackToken42"),
+                               ("replace-with-a-long-random-token", "a-long-random-intake-token")):
+        assert placeholder in text
+        text = text.replace(placeholder, value)
+    return text
+
+
+def test_example_config_parses_once_filled_in_and_refuses_its_placeholders():
+    import tomllib
+
     from bot.config import load_settings
     from tests.helpers import ROOT
 
-    settings = load_settings(ROOT / "config.example.toml")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(ROOT / "config.example.toml")
+    for key in ("wecom.corp_id", "wecom.corp_secret", "wecom.token", "wecom.encoding_aes_key", "api.tokens"):
+        assert key in str(refused.value)
+    settings = parse_settings(tomllib.loads(_filled_in_example()))
     assert settings.wecom.agent_id == 1000002
 
 
@@ -97,9 +118,7 @@ def test_example_config_shows_the_real_defaults():
     import re
     import tomllib
 
-    from tests.helpers import ROOT
-
-    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    text = _filled_in_example()
     uncommented = re.sub(r"^# ([a-z_]+ = )", r"\1", text, flags=re.MULTILINE)
     assert uncommented != text
     raw = tomllib.loads(uncommented)

@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 
 # The benchmark's synthetic city (S000…, grids S000-000…) and its helpers.
-from bench.pipeline import free_port, wait_http, write_directory
+from bench.pipeline import create_app_chats, free_port, wait_http, write_directory
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -122,6 +122,7 @@ class Cluster:
             "--callback-url", f"{self.bot_url}/wecom/callback",
             cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await wait_http(f"{self.sim_url}/_sim/stats")
+        await create_app_chats(self.work / "directory.toml", self.sim_url, "wwdrill", CORP_SECRET, 1000002)
         for attempt in range(3):
             try:
                 await self.start_bot()

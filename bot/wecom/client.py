@@ -16,10 +16,18 @@ from typing import Any
 import aiohttp
 
 from bot.config import WeComSettings
-from bot.wecom.errors import WeComConfigError, WeComError, WeComTokenError, WeComUnavailable, error_for
+from bot.wecom.errors import (
+    WeComConfigError,
+    WeComError,
+    WeComRejected,
+    WeComTokenError,
+    WeComUnavailable,
+    error_for,
+)
 
 _LOGGER = logging.getLogger(__name__)
 _REFRESH_MARGIN = 300.0  # refresh five minutes before WeCom says the token expires
+_INVALID_MSGTYPE = 40008
 
 
 class WeComClient:
@@ -151,6 +159,55 @@ class WeComClient:
         if not media_id:
             raise WeComUnavailable(None, "media/upload answered without media_id")
         return str(media_id)
+
+    # -- set-up and self-check calls (bot/wecom/check.py, bot/wecom/chats.py) --
+
+    @property
+    def settings(self) -> WeComSettings:
+        return self._settings
+
+    async def agent_info(self) -> dict[str, Any]:
+        """agent/get: this app's details, among them its visible range (allow_userinfos/partys/tags) and close."""
+        return await self.call("GET", "agent/get", params={"agentid": str(self._settings.agent_id)})
+
+    async def create_appchat(self, name: str, owner: str, userlist: list[str], chatid: str = "") -> str:
+        """appchat/create: a group chat owned by this app (only its creator app may use it); returns the chatid."""
+        body: dict[str, Any] = {"name": name, "owner": owner, "userlist": userlist}
+        if chatid:
+            body["chatid"] = chatid
+        payload = await self.call("POST", "appchat/create", body)
+        return str(payload.get("chatid") or chatid)
+
+    async def get_appchat(self, chatid: str) -> dict[str, Any]:
+        """appchat/get: name, owner and userlist of a chat this app created (86003 unknown, 86008 not ours)."""
+        payload = await self.call("GET", "appchat/get", params={"chatid": chatid})
+        return dict(payload.get("chat_info") or {})
+
+    async def update_appchat(self, chatid: str, add: list[str], remove: list[str]) -> None:
+        """appchat/update: add and remove members."""
+        body: dict[str, Any] = {"chatid": chatid}
+        if add:
+            body["add_user_list"] = add
+        if remove:
+            body["del_user_list"] = remove
+        await self.call("POST", "appchat/update", body)
+
+    async def probe_webhook(self, key: str) -> None:
+        """Whether a group robot's key answers, without showing anything in its group.
+
+        WeCom checks the key before the body: a removed robot answers 93000 (disabled 93004) whatever is
+        sent, a live one refuses a message type that does not exist (40008) and posts nothing. Raises the
+        WeComError of a dead key; returns for a live one.
+        """
+        try:
+            await self._request("POST", "webhook/send", params={"key": key}, body={"msgtype": "quanzu_probe"})
+        except WeComRejected as err:
+            if err.errcode != _INVALID_MSGTYPE:
+                raise
+
+    async def customer_groups_visible(self) -> None:
+        """externalcontact/groupchat/list for one group: raises 48002 when this app may not use 客户联系."""
+        await self.call("POST", "externalcontact/groupchat/list", {"status_filter": 0, "limit": 1})
 
     async def user_from_oauth_code(self, code: str) -> str | None:
         """auth/getuserinfo: the userid behind a web OAuth code (None for someone outside the corp)."""
