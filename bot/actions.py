@@ -204,6 +204,8 @@ class Actions:
         target = self._planner().directory.people.get(to_userid)
         if target is None:
             return Outcome(False, f"通讯录中没有用户 {to_userid}，请核对用户ID（可在企业微信通讯录查看）。")
+        if person.role != "center" and self._station_of(target) != i.routed_station:
+            return await self._refuse_transfer(i, person, target, channel)
         assignments = await self._storage.assignments(i.id)
         released = [a.userid for a in assignments if a.active and a.acked_at is None and a.userid != to_userid]
         who_to = self._who(target, i)
@@ -306,6 +308,23 @@ class Actions:
             return Outcome(False, f"抱歉，只有指令 #{i.id} 所属派出所的民警或所领导可以{VERBS[action]}。")
         return Outcome(False, f"抱歉，指令 #{i.id} 不属于你所在的派出所或网格，不能{VERBS[action]}。"
                               "如需协助请联系值班民警。")
+
+    def _station_of(self, person: Person) -> str | None:
+        grid = self._planner().directory.grids.get(person.grid_code or "")
+        return person.station_code or (grid.station_code if grid else None)
+
+    async def _refuse_transfer(self, i: Instruction, person: Person, target: Person, channel: str) -> Outcome:
+        """A re-assignment to someone outside the instruction's station: the resident's data stays in the
+        station. Moving an instruction to another station is the center's to do (a separate, audited action)."""
+        event = self._event("refused", person, channel, i.state, i.state,
+                            {"attempted": "reassign", "to": target.userid, "reason": "other_station"})
+        await self._write(ActionWrite(i.id, i.state, i.state, events=[event]))
+        _LOGGER.warning("reassignment outside the station refused",
+                        extra={"instruction_id": i.id, "userid": person.userid, "to": target.userid})
+        station = self._planner().directory.stations.get(i.routed_station or "")
+        return Outcome(False, f"不能转派：{target.userid} 不是{station.name if station else '本所'}的人员。"
+                              f"指令 #{i.id} 只能转派给本所民警、所领导或本所网格员；"
+                              "如需移交其他派出所，请联系反诈中心办理。")
 
     async def _write(self, write: ActionWrite) -> bool:
         written = await self._storage.apply_action(write, self._clock())

@@ -11,10 +11,16 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from bot.lifecycle import ACTION_LABELS, STATE_LABELS
-from bot.masking import mask_id_number, mask_name, mask_phone, redact
+from bot.masking import group_context, group_view, mask_id_number, mask_name, mask_phone, redact
 from bot.models import RISK_LABELS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# Templates whose text goes to group chats. Their instruction `i` is replaced by its group view and every
+# other text they are given is redacted (bot.masking.group_context), whatever the caller passes.
+GROUP_TEMPLATES = frozenset({
+    "wecom/station_notice.md.j2", "wecom/fallback_notice.md.j2", "wecom/delivery_failed.md.j2",
+    "wecom/outage_notice.md.j2", "wecom/notices.j2", "wecom/escalation.j2",
+})
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # Characters that WeCom markdown would interpret (formatting, links, <@userid> mentions, <font>):
@@ -83,6 +89,7 @@ class Renderer:
             mask_phone=mask_phone,
             mask_id=mask_id_number,
             redact=redact,
+            group_view=group_view,
             bjtime=beijing_time,
             yuan=format_yuan,
             duration=format_duration,
@@ -91,11 +98,15 @@ class Renderer:
         self.env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
 
     def text(self, name: str, **context: Any) -> str:
-        return self.env.get_template(name).render(**context).strip()
+        return self.env.get_template(name).render(**_for_audience(name, context)).strip()
 
     def macro(self, name: str, macro: str, **arguments: Any) -> str:
         """Call one macro of a template file that groups related texts (e.g. wecom/replies.j2)."""
-        return str(getattr(self.env.get_template(name).module, macro)(**arguments)).strip()
+        return str(getattr(self.env.get_template(name).module, macro)(**_for_audience(name, arguments))).strip()
 
     def json(self, name: str, **context: Any) -> dict[str, Any]:
         return json.loads(self.env.get_template(name).render(**context))
+
+
+def _for_audience(name: str, context: dict[str, Any]) -> dict[str, Any]:
+    return group_context(context) if name in GROUP_TEMPLATES else context

@@ -20,6 +20,7 @@ from bot.config import WEEKDAYS, BulletinSettings
 from bot.deadlines import OVERDUE_LABELS
 from bot.directory import ChatGroup, Directory
 from bot.dispatch import MARKDOWN_LIMITS, DispatchPlanner
+from bot.masking import redact
 from bot.models import OutboxMessage
 from bot.render import Renderer, fit_bytes
 from bot.reports import charts
@@ -158,7 +159,7 @@ class Bulletins:
         now = self._clock()
         planner = self._planner()
         directory = planner.directory
-        figures = await self.figures(period, now)
+        figures = await self._for_group(await self.figures(period, now))
         groups = self._recipients(directory)
         if not groups:
             _LOGGER.error("no group to send the %s bulletin to (bulletin.recipients, center.fallback_group)",
@@ -180,6 +181,16 @@ class Bulletins:
                                                    "messages": len(messages), "received": figures.counts.received})
             self._wake()
         return queued
+
+    async def _for_group(self, figures: Figures) -> Figures:
+        """The figures as a group may read them: each overdue instruction's fraud type (the center's free
+        text) redacted against its own resident."""
+        overdue = []
+        for item in figures.overdue:
+            instruction = await self._storage.get_instruction(item.instruction_id)
+            target = instruction.target if instruction else None
+            overdue.append(replace(item, fraud_type=redact(item.fraud_type, target)))
+        return replace(figures, overdue=overdue)
 
     def _recipients(self, directory: Directory) -> list[ChatGroup]:
         codes = self._settings.recipients or ((directory.fallback_group,) if directory.fallback_group else ())

@@ -2,6 +2,12 @@
 
 A table is (title, headers, rows); a workbook holds one sheet per table, a CSV the tables one after another.
 Residents' names and phones are masked unless the caller says the viewer may see them in full.
+
+Exports are inert: text is always written as text. In the .xlsx every string is an inline string (openpyxl
+would otherwise store "=…" as a formula and "#N/A" as an error), and text a spreadsheet would read as a
+formula when edited or typed (starting with = + - @, a tab or a CR, or their full-width forms) also carries
+the quote prefix. In the CSV such text starts with a ' (OWASP's CSV injection advice), since a CSV has no
+types and Excel and LibreOffice evaluate a field that starts that way. Numbers stay numbers.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 
 from bot.lifecycle import STATE_LABELS
@@ -22,6 +30,9 @@ from bot.reports.figures import Figures
 from bot.reports.models import BoardRow, day_date
 
 Table = tuple[str, list[str], list[list[Any]]]
+# What makes a spreadsheet read a text as a formula: = + - @ (and the full-width forms East Asian input
+# methods type, which Excel converts as it does the ASCII ones), tab and carriage return.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
 CONTENT_TYPES = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     "csv": "text/csv; charset=utf-8",
@@ -81,9 +92,9 @@ def to_xlsx(tables: Sequence[Table]) -> bytes:
     bold = Font(bold=True)
     for title, headers, rows in tables:
         sheet = workbook.create_sheet(title)
-        sheet.append([_bold_cell(sheet, h, bold) for h in headers])
+        sheet.append([_xlsx_cell(sheet, h, bold) for h in headers])
         for row in rows:
-            sheet.append(row)
+            sheet.append([_xlsx_cell(sheet, value) for value in row])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
@@ -97,17 +108,33 @@ def to_csv(tables: Sequence[Table]) -> bytes:
             if n:
                 writer.writerow([])
             writer.writerow([f"【{title}】"])
-        writer.writerow(headers)
-        writer.writerows(rows)
+        writer.writerow([_csv_value(h) for h in headers])
+        writer.writerows([_csv_value(value) for value in row] for row in rows)
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
-def _bold_cell(sheet, value: Any, font: Font):
-    from openpyxl.cell import WriteOnlyCell
-
-    cell = WriteOnlyCell(sheet, value=value)
-    cell.font = font
+def _xlsx_cell(sheet, value: Any, font: Font | None = None) -> Any:
+    """Numbers, dates and empty cells as they are; text as an inline string, never a formula or an error."""
+    if not isinstance(value, str) and font is None:
+        return value
+    cell = WriteOnlyCell(sheet, value=None)
+    if isinstance(value, str):
+        # Characters XML cannot carry (control characters) would make openpyxl refuse the whole export.
+        cell.value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        cell.data_type = "s"
+        cell.quotePrefix = value.startswith(FORMULA_TRIGGERS)
+    else:
+        cell.value = value
+    if font is not None:
+        cell.font = font
     return cell
+
+
+def _csv_value(value: Any) -> Any:
+    """Text a spreadsheet would evaluate gets a leading ' (shown, not evaluated); everything else as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
 
 
 def _rate(rate: float | None) -> str:
