@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.app import CLOCK, SERVICES, SETTINGS
 from bot.config import ConfigError, Settings
@@ -177,7 +178,7 @@ async def form(request: web.Request) -> dict[str, str]:
     """The posted form's text fields; a body that is not a form (or not text) is a 400."""
     try:
         data = await request.post()
-    except (ValueError, LookupError, AssertionError) as err:  # broken multipart, bad charset or bytes
+    except (ValueError, LookupError, HttpProcessingError) as err:  # broken multipart, bad charset or bytes
         _LOGGER.warning("dashboard form refused: %s", type(err).__name__, extra={"path": request.path})
         raise InputError("提交的内容无法识别，请刷新页面后重试。") from err
     return {key: value for key, value in data.items() if isinstance(value, str)}

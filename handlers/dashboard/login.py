@@ -103,11 +103,13 @@ async def oauth_start(request: web.Request) -> web.StreamResponse:
     redirect_uri = f"{public_origin(request)}/dashboard/oauth/callback"
     query = urlencode({"appid": settings.wecom.corp_id, "redirect_uri": redirect_uri, "response_type": "code",
                        "scope": "snsapi_base", "state": state, "agentid": settings.wecom.agent_id}, quote_via=quote)
-    response = web.HTTPFound(f"{settings.dashboard.oauth_authorize_url}?{query}#wechat_redirect")
+    # The header as written: HTTPFound would normalise the URL and undo redirect_uri's percent-encoding.
+    response = web.Response(status=302, headers={
+        "Location": f"{settings.dashboard.oauth_authorize_url}?{query}#wechat_redirect"})
     payload = {"s": state, "n": safe_next(request.query.get("next"))}
     set_cookie(request, response, OAUTH_COOKIE, request.app[DASHBOARD].oauth.dumps(payload, now(request) + _OAUTH_TTL),
                _OAUTH_TTL)
-    raise response
+    return response
 
 
 @routes.get("/dashboard/oauth/callback")
