@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.app import SETTINGS
-from handlers import callback, campaigns, dashboard, directory, health, intake, roster
+from handlers import callback, campaigns, dashboard, directory, health, intake, openapi, roster
 from handlers.errors import error_middleware
 
 
@@ -16,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_routes(callback.routes)
     app.router.add_routes(roster.routes)
     app.router.add_routes(campaigns.routes)
+    app.router.add_routes(openapi.routes)
     if app[SETTINGS].dashboard.enabled:
         dashboard.setup(app)
 
