@@ -32,7 +32,7 @@ _BANK_CARD = re.compile(rf"(?<!\d)\d(?:{_SEP}\d){{15,18}}(?!\d)")
 _MOBILE = re.compile(rf"(?<![\d+])(?:(?:\+|00)?86{_SEP})?1[3-9]\d(?:{_SEP}\d){{8}}(?!\d)")
 _LANDLINE = re.compile(rf"(?<!\d)(?:[(（]0\d{{2,3}}[)）]|0\d{{2,3}}){_SEP}[2-9]\d{{2,3}}{_SEP}\d{{4}}(?!\d)")
 # Building, unit and room numbers (3栋2单元501室, 88号3单元): two or more in a row.
-_DOOR = re.compile(r"(?:\d+(?:-\d+)?\s*(?:号楼|栋|幢|座|单元|层|楼|室|号|户)\s*){2,}")
+_DOOR = re.compile(r"(?<!\d)(?:\d+(?:-\d+)?\s*(?:号楼|栋|幢|座|单元|层|楼|室|号|户)\s*){2,}")
 # Where an address turns from the district to the street: what follows one of these is the door.
 _ADDRESS_PART = re.compile(r"社区|小区|街道|[省市区县镇乡村路街巷弄里]")
 
