@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config_path: str) -> int:
+    from bot import server
     from bot.app import create_app
     from bot.logs import setup_logging
 
@@ -181,7 +182,7 @@ def _run(config_path: str) -> int:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = create_app(settings)
     app.on_startup.append(_freeze_what_start_up_built)  # after the services started
-    web.run_app(app, host=settings.server.host, port=settings.server.port, access_log=None, print=None)
+    server.run(app, settings.server)
     return 0
 
 

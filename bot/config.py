@@ -26,6 +26,11 @@ class ServerSettings:
     # Peers (IP addresses or CIDR networks) whose X-Forwarded-For/-Proto/-Host headers are believed;
     # from anyone else those headers are ignored.
     trusted_proxies: tuple[str, ...] = ()
+    # Slow and idle clients (bot/server.py, docs/deployment.md).
+    header_timeout: float = 10.0  # seconds from a request's first byte to the end of its headers
+    body_timeout: float = 30.0  # seconds to receive a whole request body (else 408)
+    keepalive_timeout: float = 75.0  # an idle connection is closed after this long without a request
+    max_connections: int = 1000  # open client connections; at the cap the longest-idle one makes room
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,9 @@ def _server(server: dict[str, Any]) -> ServerSettings:
         port=_port(_get(server, "server.port", int, 8080), "server.port"),
         public_url=_get(server, "server.public_url", str, "").rstrip("/"),
         trusted_proxies=tuple(proxies),
+        **{name: _positive(float(_get(server, f"server.{name}", (int, float), default)), f"server.{name}")
+           for name, default in (("header_timeout", 10.0), ("body_timeout", 30.0), ("keepalive_timeout", 75.0))},
+        max_connections=_positive(_get(server, "server.max_connections", int, 1000), "server.max_connections"),
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot import server
 from bot.app import SERVICES, create_app
 from bot.config import Settings, load_settings
 from bot.directory import Directory, load_directory_file
@@ -96,14 +97,11 @@ async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081, history: b
     runners = []
     bot_app = create_app(settings)
     try:
-        for app, host, port in (
-            (create_simulator_app(sim), sim_host, sim_port),
-            (bot_app, settings.server.host, settings.server.port),
-        ):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, host, port).start()
-            runners.append(runner)
+        runner = web.AppRunner(create_simulator_app(sim), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, sim_host, sim_port).start()
+        runners.append(runner)
+        runners.append(await server.start(bot_app, settings.server))
         services = bot_app[SERVICES]
         await services.escalations.import_roster(demo_roster_csv(date.today()).encode())
         on_duty = services.planner.directory.people[services.planner.roster.on_duty("DM", time.time()).officer]

@@ -1,7 +1,8 @@
 """WeCom's callback URL: GET for URL verification, POST for messages and card events.
 
-Refused callbacks get 403 (signature, corp id, stale timestamp) or 400 (undecryptable or malformed)
-and are logged; WeCom reads any 200 as received, so 200 is only answered once the callback is stored.
+Refused callbacks get 403 (signature, corp id, stale timestamp) or 400 (undecryptable or malformed, not
+UTF-8) and are logged as rate-limited warnings (anyone can send them); WeCom reads any 200 as received,
+so 200 is only answered once the callback is stored. The body cap is handlers.limits' (64 KiB).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import time
 from aiohttp import web
 
 from bot.app import SERVICES
+from bot.logs import client_warning
 from bot.wecom.callbacks import CallbackRejected, text_reply, update_button_reply
+from handlers.responses import read_body
 
 _LOGGER = logging.getLogger(__name__)
-_MAX_CALLBACK_BYTES = 64 * 1024  # WeCom's callbacks are a few KB
 
 routes = web.RouteTableDef()
 
@@ -29,7 +31,8 @@ async def verify(request: web.Request) -> web.Response:
         plain = crypto.verify_url(q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""),
                                   q.get("echostr", ""))
     except CallbackRejected as err:
-        _LOGGER.warning("callback URL verification refused", extra={"reason": err.reason, "remote": request.remote})
+        client_warning(_LOGGER, f"callback_{err.status}", "callback URL verification refused",
+                       reason=err.reason, remote=request.remote)
         return web.Response(status=err.status, text=err.reason)
     return web.Response(text=plain)
 
@@ -37,19 +40,17 @@ async def verify(request: web.Request) -> web.Response:
 @routes.post("/wecom/callback")
 async def receive(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    if request.content_length is not None and request.content_length > _MAX_CALLBACK_BYTES:
-        return web.Response(status=413, text="callback too large")
-    body = await request.content.read(_MAX_CALLBACK_BYTES + 1)
-    if len(body) > _MAX_CALLBACK_BYTES:
-        return web.Response(status=413, text="callback too large")
+    body = await read_body(request)  # the whole body, however WeCom's (or a proxy's) framing split it
+    if isinstance(body, web.Response):
+        return body
     q = request.query
     crypto = services.callback_crypto
     try:
         plaintext = crypto.decrypt(body, q.get("msg_signature", ""), q.get("timestamp", ""), q.get("nonce", ""))
         reply = await services.inbox.receive(plaintext)
     except CallbackRejected as err:
-        _LOGGER.warning("callback refused", extra={"reason": err.reason, "status": err.status,
-                                                   "remote": request.remote})
+        client_warning(_LOGGER, f"callback_{err.status}", "callback refused",
+                       reason=err.reason, status=err.status, remote=request.remote)
         return web.Response(status=err.status, text=err.reason)
     if reply is None:
         return web.Response(text="")

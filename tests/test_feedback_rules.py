@@ -100,7 +100,11 @@ def test_parse_text_and_other_callbacks():
     assert isinstance(text, TextMessage) and text.dedupe_key == "msg:123456789012345678"
     other = parse_callback("<xml><FromUserName>u</FromUserName><CreateTime>5</CreateTime><MsgType>event</MsgType>"
                            "<Event>enter_agent</Event></xml>")
-    assert isinstance(other, OtherCallback) and other.dedupe_key == "evt:u:5:enter_agent"
+    # Without a MsgId the key is the callback's own content: another event of the same second differs.
+    assert isinstance(other, OtherCallback) and other.dedupe_key.startswith("sha256:")
+    again = parse_callback("<xml><FromUserName>u</FromUserName><CreateTime>5</CreateTime><MsgType>event</MsgType>"
+                           "<Event>enter_agent</Event><AgentID>2</AgentID></xml>")
+    assert again.dedupe_key != other.dedupe_key
 
 
 @pytest.mark.parametrize(

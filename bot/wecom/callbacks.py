@@ -2,11 +2,15 @@
 
 wechatpy 1.8.18 parses neither template_card_event nor its SelectedItems, and its reply builders know
 no update_button, so parsing and those replies live here. All XML is read with defusedxml: no entity
-expansion, no external entities.
+expansion, no external entities; and only as UTF-8, the one encoding WeCom writes. Signatures are checked
+here in constant time before wechatpy (which compares with `!=`) sees the message.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +39,11 @@ class TextMessage:
     create_time: int
     content: str
     msg_id: str
+    digest: str = ""  # of the decrypted XML: the dedupe key when WeCom gives no MsgId
 
     @property
     def dedupe_key(self) -> str:
-        return f"msg:{self.msg_id}"
+        return f"msg:{self.msg_id}" if self.msg_id else f"sha256:{self.digest}"
 
 
 @dataclass(frozen=True)
@@ -67,10 +72,11 @@ class OtherCallback:
     create_time: int
     kind: str
     msg_id: str | None
+    digest: str = ""  # of the decrypted XML: the dedupe key when WeCom gives no MsgId
 
     @property
     def dedupe_key(self) -> str:
-        return f"msg:{self.msg_id}" if self.msg_id else f"evt:{self.from_user}:{self.create_time}:{self.kind}"
+        return f"msg:{self.msg_id}" if self.msg_id else f"sha256:{self.digest}"
 
 
 Callback = TextMessage | CardEvent | OtherCallback
@@ -87,9 +93,10 @@ class CallbackCrypto:
     def verify_url(self, signature: str, timestamp: str, nonce: str, echostr: str) -> str:
         """WeCom's URL verification: the decrypted echostr, to be answered as bare text."""
         self._check_age(timestamp)
+        self._check_signature(signature, timestamp, nonce, echostr)
         with _refusing("echostr"):
             plain = self._crypto.check_signature(signature, timestamp, nonce, echostr)
-        return plain.decode("utf-8") if isinstance(plain, bytes) else str(plain)
+        return _text(plain, "echostr")
 
     def decrypt(self, body: bytes, signature: str, timestamp: str, nonce: str) -> str:
         """The plaintext XML of a POSTed callback envelope."""
@@ -98,12 +105,20 @@ class CallbackCrypto:
         encrypted = envelope.findtext("Encrypt")
         if not encrypted:
             raise CallbackRejected(400, "envelope without Encrypt")
+        self._check_signature(signature, timestamp, nonce, encrypted)
         with _refusing("body"):
             plain = self._crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce)
-        return plain.decode("utf-8") if isinstance(plain, bytes) else str(plain)
+        return _text(plain, "body")
 
     def encrypt_reply(self, plaintext_xml: str, nonce: str, timestamp: int | None = None) -> str:
         return self._crypto.encrypt_message(plaintext_xml, nonce, timestamp or int(time.time()))
+
+    def _check_signature(self, signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
+        """WeCom's msg_signature: SHA1 of token, timestamp, nonce and Encrypt sorted and joined."""
+        parts = sorted([self._crypto.token, timestamp, nonce, encrypted])
+        expected = hashlib.sha1("".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
+            raise CallbackRejected(403, "bad signature")
 
     def _check_age(self, timestamp: str) -> None:
         if not self.max_age:
@@ -131,7 +146,9 @@ def _refusing(what: str) -> Iterator[None]:
 
 def parse_callback(plaintext: str) -> Callback:
     """A decrypted callback as a typed event."""
-    root = _parse(plaintext.encode("utf-8"))
+    data = plaintext.encode("utf-8", "surrogatepass")
+    root = _parse(data)
+    digest = hashlib.sha256(data).hexdigest()
     from_user = root.findtext("FromUserName") or ""
     try:
         create_time = int(root.findtext("CreateTime") or "0")
@@ -142,7 +159,7 @@ def parse_callback(plaintext: str) -> Callback:
     msg_type = (root.findtext("MsgType") or "").lower()
     msg_id = root.findtext("MsgId")
     if msg_type == "text":
-        return TextMessage(from_user, create_time, root.findtext("Content") or "", msg_id or "")
+        return TextMessage(from_user, create_time, root.findtext("Content") or "", msg_id or "", digest)
     if msg_type == "event":
         event = (root.findtext("Event") or "").lower()
         if event in ("template_card_event", "template_card_menu_event"):
@@ -156,8 +173,8 @@ def parse_callback(plaintext: str) -> Callback:
                 response_code=root.findtext("ResponseCode") or "",
                 selected=_selected_items(root),
             )
-        return OtherCallback(from_user, create_time, event or "event", msg_id)
-    return OtherCallback(from_user, create_time, msg_type or "unknown", msg_id)
+        return OtherCallback(from_user, create_time, event or "event", msg_id, digest)
+    return OtherCallback(from_user, create_time, msg_type or "unknown", msg_id, digest)
 
 
 def _selected_items(root: Element) -> dict[str, list[str]]:
@@ -168,11 +185,32 @@ def _selected_items(root: Element) -> dict[str, list[str]]:
     return selected
 
 
+# The encoding an XML declaration names, if any (it is ASCII whatever the document's encoding).
+_DECLARED_ENCODING = re.compile(rb"""\A\s*<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']""")
+
+
 def _parse(data: bytes) -> Element:
+    """XML that is UTF-8 throughout, as WeCom writes it; anything else is a 400, whatever it declares."""
+    declared = _DECLARED_ENCODING.match(data)
+    if declared and declared.group(1).lower() not in (b"utf-8", b"utf8"):
+        raise CallbackRejected(400, "XML not in UTF-8")
     try:
+        data.decode("utf-8")
         return SafeET.fromstring(data)
-    except (DefusedXmlException, SafeET.ParseError) as err:
+    except UnicodeDecodeError as err:
+        raise CallbackRejected(400, "XML not in UTF-8") from err
+    except (DefusedXmlException, SafeET.ParseError, ValueError, LookupError) as err:
         raise CallbackRejected(400, f"malformed XML: {type(err).__name__}") from err
+
+
+def _text(plain: bytes | str, what: str) -> str:
+    """wechatpy's decrypted bytes as text: UTF-8 or refused."""
+    if isinstance(plain, str):
+        return plain
+    try:
+        return plain.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CallbackRejected(400, f"decrypted {what} is not UTF-8") from err
 
 
 def _cdata(value: str) -> str:
