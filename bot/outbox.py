@@ -68,6 +68,9 @@ _CONCURRENCY_LIMIT = 45033
 # While paused for a credential or permission error: first probe after 30 s, then at most every 5 minutes
 # (many wrong-secret calls from one IP get it blocked for an hour).
 _PAUSE_PROBE = (30.0, 300.0)
+# Held messages are looked at again this often whatever the probe interval, so that after a restart with the
+# setting fixed (the pause is in memory) they go out within this long.
+_HELD_LOOK = 15.0
 _IDLE_LOOK = 5.0  # longest sleep of the sender between two looks at the queue
 
 
@@ -203,8 +206,8 @@ class DeliveryWorker:
                 break
             paused = self._pause_of(row.channel)
             if paused is not None and not paused[1].may_probe(now):
-                # Held for a credential or permission error: due again at the next probe, or when it ends.
-                deferrals.append((row.id, paused[1].next_probe_at))
+                # Held for a credential or permission error: due again soon (a probe may go by then).
+                deferrals.append((row.id, _held_until(paused[1], now)))
                 self._held.setdefault(paused[0], set()).add(row.id)
                 continue
             at = self._limiter.earliest(row.rate_keys, now)
@@ -257,8 +260,11 @@ class DeliveryWorker:
             _LOGGER.exception("unexpected error sending outbox row %d", row.id)
             error = WeComRetryable(None, f"{type(err).__name__}: {err}")
         finally:
-            # The call may have reached WeCom whatever its outcome: count it when it finished.
-            self._limiter.settle(row.rate_keys, claimed_at, self._clock())
+            if error is not None and pause_scope(error, row.channel):
+                self._limiter.release(row.rate_keys, claimed_at)  # refused before anything was delivered
+            else:
+                # The call may have reached WeCom whatever its outcome: count it when it finished.
+                self._limiter.settle(row.rate_keys, claimed_at, self._clock())
         if error is None or not is_outage_failure(error):
             recovery = self._breaker.answered(self._clock())  # WeCom answered, whatever it said
             if recovery is not None:
@@ -345,7 +351,10 @@ class DeliveryWorker:
         breaker = self._paused.setdefault(scope, Breaker(*_PAUSE_PROBE))
         opened = breaker.trip(now)
         self._held.setdefault(scope, set()).add(row.id)
-        await self._storage.mark_retry(row.id, breaker.next_probe_at, error)
+        # As if never attempted (WeCom delivered nothing; a restart must not count it against a send limit),
+        # with the error kept for the trace.
+        await self._storage.unclaim([(row.id, _held_until(breaker, now))])
+        await self._storage.mark_retry(row.id, _held_until(breaker, now), error)
         if not opened:
             return
         reason = operator_advice(err, row.channel)
@@ -422,6 +431,10 @@ class DeliveryWorker:
         message = planner.group_markdown(group, content, "failure_notice", priority=0)
         await self._storage.enqueue(row.instruction_id, [message], now)
         self.wake()
+
+
+def _held_until(breaker: Breaker, now: float) -> float:
+    return min(breaker.next_probe_at, now + _HELD_LOOK)
 
 
 def _claimed(row: OutboxRow) -> OutboxRow:

@@ -89,6 +89,16 @@ class SendLimiter:
                 del history[i]
                 bisect.insort(history, done_at)
 
+    def release(self, keys: Iterable[str], reserved_at: float) -> None:
+        """Forget a send recorded when it was claimed: WeCom refused the call before delivering anything
+        (the app's credentials or permission), so it counts against no window."""
+        for key in keys:
+            history = self._sent.get(key)
+            if history:
+                i = bisect.bisect_left(history, reserved_at)
+                if i < len(history) and history[i] == reserved_at:
+                    del history[i]
+
     def _trim(self, history: list[float], now: float, key: str) -> None:
         longest = max(seconds for _, seconds in self._windows(key))
         cut = bisect.bisect_right(history, now - longest)
