@@ -17,6 +17,7 @@ from bot.config import Settings, load_settings
 from bot.directory import Directory, load_directory_file
 from bot.logs import setup_logging
 from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+from bot.wecom.chats import set_up_chats
 from storage import open_storage
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
@@ -26,7 +27,11 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def seed_simulator(sim: Simulator, directory: Directory) -> None:
-    """Give the simulated corp the people, app chats and robots that the directory names."""
+    """Give the simulated corp the people and group robots that the directory names.
+
+    Not its app group chats: as in a real corp, the app creates those itself (`bot.py wecom create-chat`,
+    bot/wecom/chats.py), and WeCom refuses the app any chat it did not create.
+    """
     for person in directory.people.values():
         sim.add_user(person.userid, person.name)
     for group in directory.groups.values():
@@ -100,6 +105,8 @@ async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081, history: b
         runner = web.AppRunner(create_simulator_app(sim), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, sim_host, sim_port).start()
+        # The app creates its group chats itself, as an operator does with `bot.py wecom create-chat`.
+        await set_up_chats(settings.wecom, directory)
         runners.append(runner)
         runners.append(await server.start(bot_app, settings.server))
         services = bot_app[SERVICES]
