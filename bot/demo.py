@@ -35,9 +35,7 @@ def seed_simulator(sim: Simulator, directory: Directory) -> None:
     for person in directory.people.values():
         sim.add_user(person.userid, person.name)
     for group in directory.groups.values():
-        if group.kind == "appchat":
-            sim.add_appchat(group.address, group.name, list(group.members), owner=None)
-        else:
+        if group.kind == "webhook":
             sim.add_robot(group.address, group.name, list(group.members))
     for resident in directory.resident_groups.values():
         if resident.channel == "customer_group":
@@ -106,8 +104,8 @@ async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081, history: b
         await runner.setup()
         await web.TCPSite(runner, sim_host, sim_port).start()
         # The app creates its group chats itself, as an operator does with `bot.py wecom create-chat`.
-        await set_up_chats(settings.wecom, directory)
         runners.append(runner)
+        await set_up_chats(settings.wecom, directory)
         runners.append(await server.start(bot_app, settings.server))
         services = bot_app[SERVICES]
         await services.escalations.import_roster(demo_roster_csv(date.today()).encode())
