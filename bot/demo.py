@@ -103,8 +103,8 @@ async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081, history: b
         runner = web.AppRunner(create_simulator_app(sim), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, sim_host, sim_port).start()
-        # The app creates its group chats itself, as an operator does with `bot.py wecom create-chat`.
         runners.append(runner)
+        # The app creates its group chats itself, as an operator does with `bot.py wecom create-chat`.
         await set_up_chats(settings.wecom, directory)
         runners.append(await server.start(bot_app, settings.server))
         services = bot_app[SERVICES]
