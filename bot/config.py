@@ -211,12 +211,12 @@ def parse_settings(raw: dict[str, Any], base_dir: Path = Path()) -> Settings:
     tokens = _get(api, "api.tokens", list, None)
     if not tokens or not all(isinstance(t, str) and len(t) >= 8 for t in tokens):
         raise ConfigError("api.tokens must be a non-empty list of strings of at least 8 characters")
+    _refuse_placeholders(wecom_settings, tokens)
 
     level = _get(logging_, "logging.level", str, "INFO").upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("logging.level must be DEBUG, INFO, WARNING or ERROR")
     fmt = _get(logging_, "logging.format", str, "json")
-    _refuse_placeholders(wecom_settings, tokens)
     if fmt not in {"json", "text"}:
         raise ConfigError("logging.format must be json or text")
 
@@ -382,14 +382,6 @@ def _get(section: dict[str, Any], key: str, kind: type | tuple[type, ...], defau
     return value
 
 
-def _aes_key(value: str) -> str:
-    if len(value) != 43:
-        raise ConfigError("wecom.encoding_aes_key must be exactly 43 characters (WeCom's EncodingAESKey)")
-    return value
-
-
-def _positive(value: Any, key: str) -> Any:
-    if value <= 0:
 # The example values of config.example.toml: a config still holding one was copied but not filled in.
 _EXAMPLE_VALUES = {"ww0123456789abcdef", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"}
 
@@ -405,6 +397,14 @@ def _refuse_placeholders(wecom: WeComSettings, tokens: list[str]) -> None:
                           "put your corp's values there")
 
 
+def _aes_key(value: str) -> str:
+    if len(value) != 43:
+        raise ConfigError("wecom.encoding_aes_key must be exactly 43 characters (WeCom's EncodingAESKey)")
+    return value
+
+
+def _positive(value: Any, key: str) -> Any:
+    if value <= 0:
         raise ConfigError(f"{key} must be positive")
     return value
 
