@@ -86,7 +86,8 @@ async def test_a_chat_made_by_hand_in_the_client_is_refused_and_create_chat_make
     code, out = await run_cli("wecom", "check", "--config", config)
     assert code == 1
     (problem,) = _problems(out)
-    assert "dm-station" in problem and "86008" in problem and "bot.py wecom create-chat dm-station" in problem
+    assert "dm-station" in problem and "86008" in problem and "换一个新的 chatid" in problem
+    assert "bot.py wecom create-chat dm-station" in problem
 
     # create-chat cannot take that chatid: it is someone else's group.
     code, out = await run_cli("wecom", "create-chat", "DM", "--config", config)

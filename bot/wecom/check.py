@@ -12,6 +12,7 @@ import base64
 import binascii
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -125,7 +126,8 @@ async def _check_app_chats(client: WeComClient, directory: Directory, report: Ch
                 report.problems.append(f"应用群聊{plan.label}（chatid {plan.group.address}）不存在：{fix}")
             elif err.errcode == _CHAT_NOT_OURS:
                 report.problems.append(f"应用群聊{plan.label}（chatid {plan.group.address}）不是本应用创建的（86008），"
-                                       f"企业微信只允许应用向自己创建的群发消息：{fix}")
+                                       "企业微信只允许应用向自己创建的群发消息：在通讯录中为该群换一个新的 chatid"
+                                       f"（1–32 位字母或数字），再运行 bot.py wecom create-chat {plan.group.code}")
             else:
                 report.problems.append(f"应用群聊{plan.label}：{operator_advice(err, 'appchat')}")
             continue
@@ -179,6 +181,7 @@ class SelfCheck:
         self._client = client
         self._directory = directory
         self.report: CheckReport | None = None
+        self._ran_at = -float("inf")
 
     @property
     def problems(self) -> list[str]:
@@ -192,6 +195,7 @@ class SelfCheck:
         except TimeoutError:
             report = CheckReport(problems=["企业微信自检超时"], unreachable=True)
         self.report = report
+        self._ran_at = time.monotonic()
         if report.unreachable:
             _LOGGER.warning("wecom self-check could not reach WeCom", extra={"problems": report.problems})
         for line in report.problems if not report.unreachable else ():
@@ -202,7 +206,8 @@ class SelfCheck:
 
     async def recheck(self) -> None:
         """For the scheduler: check again only while something was wrong (the set-up may have been fixed)."""
-        if self.report is not None and not self.report.ok:
+        # The scheduler's first call comes right after the start-up check: not again so soon.
+        if self.report is not None and not self.report.ok and time.monotonic() - self._ran_at >= self.RECHECK / 2:
             await self.run()
 
 
