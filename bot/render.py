@@ -19,8 +19,11 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 # other text they are given is redacted (bot.masking.group_context), whatever the caller passes.
 GROUP_TEMPLATES = frozenset({
     "wecom/station_notice.md.j2", "wecom/fallback_notice.md.j2", "wecom/delivery_failed.md.j2",
-    "wecom/outage_notice.md.j2", "wecom/notices.j2", "wecom/escalation.j2",
+    "wecom/outage_notice.md.j2", "wecom/credential_notice.md.j2", "wecom/notices.j2", "wecom/escalation.j2",
+    "wecom/bulletin.md.j2", "awareness/push.j2",
 })
+# Templates for one person whose role needs the resident's details: their card, the replies to them.
+PERSONAL_TEMPLATES = frozenset({"wecom/assignee_card.json.j2", "wecom/feedback_card.json.j2", "wecom/replies.j2"})
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # Characters that WeCom markdown would interpret (formatting, links, <@userid> mentions, <font>):

@@ -17,6 +17,7 @@ import re
 import pytest
 
 from bot.app import create_app
+from bot.render import GROUP_TEMPLATES, PERSONAL_TEMPLATES, TEMPLATES_DIR
 from bot.reports.models import day_number, day_start
 from tests.conftest import services
 from tests.helpers import AUTH, eventually, instruction, instruction_detail, sim_messages, wait_state
@@ -188,3 +189,11 @@ async def test_reassignment_stays_within_the_station_unless_the_center_does_it(b
         assert to not in {a["userid"] for a in detail["assignments"]}
         assert to not in {d["label"] for d in detail["deliveries"]}  # nothing was queued for that person
         assert len(await sim_messages(sim_client, user=to, api="message/send")) == before
+
+
+def test_every_wecom_template_is_declared_for_a_group_or_for_one_person():
+    """A new template must say who reads it: group templates are redacted by the renderer, whatever the caller."""
+    templates = {str(path.relative_to(TEMPLATES_DIR))
+                 for folder in ("wecom", "awareness") for path in (TEMPLATES_DIR / folder).glob("*.j2")}
+    assert templates == GROUP_TEMPLATES | PERSONAL_TEMPLATES
+    assert not GROUP_TEMPLATES & PERSONAL_TEMPLATES
