@@ -143,6 +143,8 @@ async def _campaign_from(request: web.Request, name: str | None = None) -> Campa
         return body
     if isinstance(body, dict) and name is not None and body.setdefault("name", name) != name:
         return json_error(400, "请求体中的 name 与地址中的活动名不一致")
+    if isinstance(body, dict) and isinstance(body.get("trend_days"), float) and body["trend_days"].is_integer():
+        body["trend_days"] = int(body["trend_days"])  # JSON has one number type: 6.0 is the integer 6
     if problem := _beyond_api_bounds(body):
         return json_error(400, f"活动定义有误：{problem}")
     settings = _service(request).settings
