@@ -48,7 +48,8 @@ def simulator_config_for(settings: Settings, callback_url: str | None) -> Simula
     """A simulator that accepts exactly the credentials the bot is configured with."""
     w = settings.wecom
     return SimulatorConfig(corp_id=w.corp_id, corp_secret=w.corp_secret, agent_id=w.agent_id, token=w.token,
-                           encoding_aes_key=w.encoding_aes_key, callback_url=callback_url)
+                           encoding_aes_key=w.encoding_aes_key, callback_url=callback_url,
+                           customer_contact=True)  # the demo app is on 客户联系 → 可调用应用
 
 
 def demo_curl(settings: Settings) -> str:

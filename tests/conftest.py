@@ -69,7 +69,8 @@ def sim(request) -> Simulator:
     marker = request.node.get_closest_marker("sim_start")
     clock = SimClock(marker.args[0]) if marker else None
     # Interaction cards need an app with a callback URL; the bot fixture points it at the bot.
-    simulator = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback"), clock=clock)
+    simulator = Simulator(SimulatorConfig(callback_url="http://127.0.0.1:9/wecom/callback", customer_contact=True),
+                          clock=clock)  # the admin put the app on 客户联系 → 可调用应用 (customer-group pushes)
     seed_simulator(simulator, load_directory_file(DISTRICT))
     return simulator
 
