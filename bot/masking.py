@@ -31,6 +31,8 @@ _OLD_ID_NUMBER = re.compile(r"(?<!\d)\d{15}(?!\d)")
 _BANK_CARD = re.compile(rf"(?<!\d)\d(?:{_SEP}\d){{15,18}}(?!\d)")
 _MOBILE = re.compile(rf"(?<![\d+])(?:(?:\+|00)?86{_SEP})?1[3-9]\d(?:{_SEP}\d){{8}}(?!\d)")
 _LANDLINE = re.compile(rf"(?<!\d)(?:[(（]0\d{{2,3}}[)）]|0\d{{2,3}}){_SEP}[2-9]\d{{2,3}}{_SEP}\d{{4}}(?!\d)")
+# One number as written, separators and all (the resident's own phone or ID number is looked for in it).
+_NUMBER_RUN = re.compile(rf"(?<![\d+])(?:\+|00)?\d(?:{_SEP}[\dXx])*")
 # Building, unit and room numbers (3栋2单元501室, 88号3单元): two or more in a row.
 _DOOR = re.compile(r"(?<!\d)(?:\d+(?:-\d+)?\s*(?:号楼|栋|幢|座|单元|层|楼|室|号|户)\s*){2,}")
 # Where an address turns from the district to the street: what follows one of these is the door.
@@ -77,8 +79,8 @@ def redact(text: str | None, target: Any = None) -> str:
     if not text:
         return text or ""
     text = text.translate(_HALF_WIDTH)
-    for pattern, mask in _target_patterns(target):
-        text = pattern.sub(mask, text)
+    if target is not None:
+        text = _redact_own(text, target)
     text = _ID_NUMBER.sub(lambda m: mask_id_number(_digits_x(m.group())), text)
     text = _OLD_ID_NUMBER.sub(lambda m: mask_id_number(m.group()), text)
     text = _BANK_CARD.sub(lambda m: mask_card_number(m.group()), text)
@@ -111,33 +113,45 @@ def group_context(context: dict[str, Any]) -> dict[str, Any]:
             for key, value in context.items()}
 
 
-def _target_patterns(target: Any) -> list[tuple[re.Pattern[str], str]]:
-    """The resident's own values as patterns that allow the spaces and hyphens people put in them."""
-    if target is None:
-        return []
-    patterns: list[tuple[re.Pattern[str], str]] = []
-    id_number = "".join((getattr(target, "id_number", None) or "").split())
+def _redact_own(text: str, target: Any) -> str:
+    """The resident's own values, also spelled with spaces or hyphens in them. Precompiled patterns only:
+    a pattern per resident would cost milliseconds per instruction to compile."""
+    own_numbers = []
+    id_number = "".join((getattr(target, "id_number", None) or "").split()).upper()
     if len(id_number) >= 15:
-        patterns.append((_spaced(id_number, r"[\s\-]{0,3}"), mask_id_number(id_number)))
-    phone_digits = "".join(ch for ch in getattr(target, "phone", None) or "" if ch.isdigit())
-    if phone_digits.startswith("86") and len(phone_digits) == 13:
-        phone_digits = phone_digits[2:]
-    if len(phone_digits) >= 7:
-        prefix = rf"(?:(?:\+|00)?86{_SEP})?" if phone_digits.startswith("1") else ""
-        spelled = _spaced(phone_digits, _SEP).pattern
-        patterns.append((re.compile(rf"(?<!\d){prefix}{spelled}(?!\d)"), mask_phone(phone_digits)))
+        own_numbers.append((id_number, mask_id_number(id_number)))
+    phone = "".join(ch for ch in getattr(target, "phone", None) or "" if ch.isdigit())
+    phone = phone.removeprefix("00" if len(phone) == 15 else "").removeprefix("86" if len(phone) >= 13 else "")
+    if len(phone) >= 7:
+        own_numbers.append((phone, mask_phone(phone)))
+    if own_numbers:
+        def mask_own(m: re.Match[str]) -> str:
+            digits = _digits_x(m.group())
+            return next((mask for value, mask in own_numbers if value in digits), m.group())
+
+        text = _NUMBER_RUN.sub(mask_own, text)
     address = (getattr(target, "address", None) or "").strip()
     if len(address) >= 4:
         tails = [address[m.end():] for m in _ADDRESS_PART.finditer(address)]
         for part in [address, *tails]:
             if len(part) >= 4 and (part == address or any(ch.isdigit() for ch in part)):
-                patterns.append((_spaced(part, r"\s*"), ADDRESS_MARK))
+                text = _replace_spelled(text, part, ADDRESS_MARK)
     name = (getattr(target, "name", None) or "").strip()
     if len(name) >= 2:
-        patterns.append((_spaced(name, r"\s*"), mask_name(name)))
+        text = _replace_spelled(text, name, mask_name(name))
         for given in _given_names(name):
-            patterns.append((_spaced(given, r"\s*"), NAME_MARK * 2))
-    return patterns
+            text = _replace_spelled(text, given, NAME_MARK * 2)
+    return text
+
+
+def _replace_spelled(text: str, value: str, mask: str) -> str:
+    """value in text replaced by mask, also where it is written with spaces between its characters or in
+    another case (a pattern is compiled only then, which is rare)."""
+    text = text.replace(value, mask)
+    squeezed = "".join(value.split()).lower()
+    if squeezed in "".join(text.split()).lower():
+        text = re.sub(r"\s*".join(re.escape(ch) for ch in squeezed), mask, text, flags=re.IGNORECASE)
+    return text
 
 
 def _given_names(name: str) -> list[str]:
@@ -149,11 +163,6 @@ def _given_names(name: str) -> list[str]:
     surname = 2 if name[:2] in _COMPOUND_SURNAMES else 1
     given = name[surname:]
     return [given] if len(given) >= 2 and not given.isascii() else []
-
-
-def _spaced(value: str, gap: str) -> re.Pattern[str]:
-    """value, allowing `gap` between its characters, case-insensitively."""
-    return re.compile(gap.join(re.escape(ch) for ch in value), re.IGNORECASE)
 
 
 def _digits_x(value: str) -> str:
