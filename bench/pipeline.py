@@ -144,13 +144,13 @@ SQLITE = 'path = "quanzu.sqlite3"'
 
 @asynccontextmanager
 async def pipeline(stations: int, grids: int, work: Path | None = None, database: str = SQLITE,
-                   instances: int = 1) -> AsyncIterator[Pipeline]:
+                   instances: int = 1, extra_config: str = "") -> AsyncIterator[Pipeline]:
     """`bot.py simulator` and `bot.py run` on a synthetic city, stopped on exit.
 
     `database`: the lines of the bots' [database] section (default: the SQLite file, synchronous=FULL).
     `instances` > 1 (PostgreSQL only): that many `bot.py run` on the same database, each on its own
     port with its own config (config.toml, config-2.toml, …) and log (bot.log, bot-2.log, …); the
-    simulator's callback URL points at the first.
+    simulator's callback URL points at the first. `extra_config`: more TOML appended to each config.
     """
     work = work or Path(tempfile.mkdtemp(prefix="quanzu-bench-"))
     write_directory(work / "directory.toml", stations, grids)
@@ -166,7 +166,7 @@ async def pipeline(stations: int, grids: int, work: Path | None = None, database
             # Deadlines in hours: every deadline and timer is still written, but no reminder or escalation
             # for the thousands of instructions nobody signs falls due while a benchmark runs.
             '[policy.high]\nack_within = "2h"\ncontact_within = "3h"\nreport_within = "6h"\nremind_before = "30m"\n'
-            'visit_ack_within = "2h"\nvisit_report_within = "6h"\n',
+            'visit_ack_within = "2h"\nvisit_report_within = "6h"\n' + extra_config,
             encoding="utf-8",
         )
     python = sys.executable

@@ -24,6 +24,7 @@ from bot.app import CLOCK, SERVICES, SETTINGS
 from bot.config import ConfigError, Settings
 from bot.deadlines import MILESTONE_LABELS, STAGE_LABELS
 from bot.lifecycle import STATE_LABELS
+from bot.logs import client_warning
 from bot.masking import mask_id_number, mask_name, mask_phone
 from bot.models import RISK_LABELS
 from bot.render import TEMPLATES_DIR, beijing_time, format_duration, format_yuan
@@ -37,6 +38,8 @@ from handlers.proxy import public_origin
 _LOGGER = logging.getLogger(__name__)
 _CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; "
         "frame-ancestors 'none'")
+_HEADERS = {"Content-Security-Policy": _CSP, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin"}
 SECRET_FILE_NAME = "dashboard-session.key"  # beside the SQLite file, when the config names no key
 # Dates a filter may name: the service's lifetime with room on both sides, and day numbers that
 # stay valid dates however a period is widened around them.
@@ -52,6 +55,8 @@ class Dashboard:
     passwords: PasswordChecker
     # The fraud-type filter's choices per viewer scope: (when read, the choices)
     fraud_types: dict[Any, tuple[float, list[str]]] = field(default_factory=dict)
+    # The 429 page per "retry after" seconds: a flood of throttled logins is answered without rendering
+    throttled_pages: dict[int, str] = field(default_factory=dict)
 
 
 DASHBOARD = web.AppKey("dashboard", Dashboard)
@@ -126,9 +131,7 @@ def now(request: web.Request) -> float:
 
 def render(request: web.Request, template: str, status: int = 200, **context) -> web.Response:
     html = request.app[DASHBOARD].env.get_template(template).render(**context)
-    return web.Response(text=html, content_type="text/html", status=status,
-                        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store",
-                                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"})
+    return web.Response(text=html, content_type="text/html", status=status, headers=_HEADERS)
 
 
 def error(request: web.Request, status: int, message: str, viewer: Viewer | None = None) -> web.Response:
@@ -136,9 +139,15 @@ def error(request: web.Request, status: int, message: str, viewer: Viewer | None
 
 
 def too_many(request: web.Request, seconds: int) -> web.Response:
-    response = error(request, 429, f"登录尝试过于频繁，请 {seconds} 秒后再试。")
-    response.headers["Retry-After"] = str(seconds)
-    return response
+    pages = request.app[DASHBOARD].throttled_pages
+    html = pages.get(seconds)
+    if html is None:
+        html = request.app[DASHBOARD].env.get_template("error.html").render(
+            message=f"登录尝试过于频繁，请 {seconds} 秒后再试。", viewer=None, csrf="")
+        if len(pages) < 2000:  # at most one per second of the window
+            pages[seconds] = html
+    return web.Response(text=html, content_type="text/html", status=429,
+                        headers={**_HEADERS, "Retry-After": str(seconds)})
 
 
 def set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int) -> None:
@@ -179,7 +188,7 @@ async def form(request: web.Request) -> dict[str, str]:
     try:
         data = await request.post()
     except (ValueError, LookupError, HttpProcessingError) as err:  # broken multipart, bad charset or bytes
-        _LOGGER.warning("dashboard form refused: %s", type(err).__name__, extra={"path": request.path})
+        client_warning(_LOGGER, "dashboard_form", f"dashboard form refused: {type(err).__name__}", path=request.path)
         raise InputError("提交的内容无法识别，请刷新页面后重试。") from err
     return {key: value for key, value in data.items() if isinstance(value, str)}
 

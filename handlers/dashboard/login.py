@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from bot.app import SERVICES, SETTINGS
+from bot.logs import client_warning
 from bot.wecom import WeComError
 from handlers.dashboard.access import Viewer
 from handlers.dashboard.base import (
@@ -71,6 +72,10 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/dashboard/login")
 async def admin_login(request: web.Request) -> web.StreamResponse:
+    dashboard, address = request.app[DASHBOARD], client_address(request)
+    wait = dashboard.throttle.address_wait(address, now(request))
+    if wait:  # before reading the body: a throttled flood costs next to nothing
+        return _throttled(request, address, wait)
     try:
         fields = await form(request)
     except InputError as err:
@@ -80,17 +85,16 @@ async def admin_login(request: web.Request) -> web.StreamResponse:
         return error(request, 403, "页面已过期，请重新打开登录页。")
     next_path = safe_next(fields.get("next"))
     user = text(fields.get("user"), 200)
-    dashboard = request.app[DASHBOARD]
-    attempt = dashboard.throttle.begin(client_address(request), user, now(request))
+    attempt = dashboard.throttle.begin(address, user, now(request))
     if not isinstance(attempt, Attempt):
-        _LOGGER.warning("dashboard login throttled", extra={"remote": client_address(request)})
-        return too_many(request, attempt)
+        return _throttled(request, address, attempt)
     try:
         ok = await dashboard.passwords.check(user, fields.get("password", "")[:1024])
     except Busy:
+        client_warning(_LOGGER, "dashboard_login_busy", "dashboard login refused: password checks busy")
         return too_many(request, 1)
     if not ok:
-        _LOGGER.warning("dashboard admin login refused", extra={"remote": client_address(request)})
+        client_warning(_LOGGER, "dashboard_login_refused", "dashboard admin login refused", remote=address)
         raise web.HTTPFound("/dashboard/login?" + urlencode({"next": next_path, "failed": "1"}))
     dashboard.throttle.succeeded(attempt)
     return await _start_session(request, f"admin:{request.app[SETTINGS].dashboard.admin_user}", next_path)
@@ -121,21 +125,27 @@ async def oauth_callback(request: web.Request) -> web.StreamResponse:
             or not _same(str(pending.get("s", "")), state):
         return error(request, 400, "登录已过期或来源无效，请从企业微信重新打开。")
     # Each code is checked with WeCom (an API call): wrong ones are throttled per address.
-    attempt = dashboard.throttle.begin(client_address(request), None, now(request))
+    address = client_address(request)
+    attempt = dashboard.throttle.begin(address, None, now(request))
     if not isinstance(attempt, Attempt):
-        return too_many(request, attempt)
+        return _throttled(request, address, attempt)
     try:
         userid = await request.app[SERVICES].wecom.user_from_oauth_code(code)
     except WeComError as err:
-        _LOGGER.warning("WeCom OAuth code refused: %s", err)
+        client_warning(_LOGGER, "dashboard_oauth_refused", f"WeCom OAuth code refused: {err}", remote=address)
         return error(request, 403, "企业微信未能确认你的身份，请重新打开。")
     if not userid or userid not in request.app[SERVICES].directory.people:
-        _LOGGER.warning("dashboard login by someone not in the directory")
+        client_warning(_LOGGER, "dashboard_oauth_stranger", "dashboard login by someone not in the directory")
         return error(request, 403, "你不在本系统的通讯录中，无权查看。")
     dashboard.throttle.succeeded(attempt)
     response = await _start_session(request, userid, safe_next(pending.get("n")))
     delete_cookie(request, response, OAUTH_COOKIE)
     return response
+
+
+def _throttled(request: web.Request, address: str, seconds: int) -> web.Response:
+    client_warning(_LOGGER, "dashboard_login_throttled", "dashboard login throttled", remote=address)
+    return too_many(request, seconds)
 
 
 async def _start_session(request: web.Request, userid: str, next_path: str) -> web.StreamResponse:

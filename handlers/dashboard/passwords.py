@@ -2,7 +2,8 @@
 
 scrypt takes tens of milliseconds of CPU by design; on the event loop a handful of clients posting
 the login form would hold up intake and WeCom callbacks. Checks run in a small thread pool of their
-own (hashlib.scrypt releases the GIL), and at most MAX_WAITING wait for it: beyond that a login is
+own (hashlib.scrypt releases the GIL) at the lowest CPU priority, so on a busy machine the event loop
+(intake, callbacks) always runs first; at most MAX_WAITING wait for it: beyond that a login is
 refused at once (Busy) instead of queueing work without bound. A wrong account name is checked
 against a dummy hash with the same parameters, so it costs what a wrong password costs and the time
 taken says nothing about which names exist.
@@ -13,13 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import os
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from handlers.dashboard.session import hash_password, scrypt_parameters, verify_password
 
 WORKERS = 1  # password checks at a time; a person logs in a few times a day, never many per second
 MAX_WAITING = 16  # checks queued or running; more are refused with 429 until one finishes
+
+
+def _lowest_priority() -> None:
+    """Nice this thread (only this thread: Linux schedules threads one by one) to the lowest priority."""
+    with contextlib.suppress(AttributeError, OSError):  # elsewhere: the thread keeps the process's priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 class Busy(Exception):
@@ -31,7 +40,8 @@ class PasswordChecker:
         self._user = admin_user.encode()
         self._hash = admin_hash
         self._dummy = ""
-        self._executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dashboard-scrypt")
+        self._executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="dashboard-scrypt",
+                                            initializer=_lowest_priority)
         self._in_flight = 0
 
     async def start(self) -> None:

@@ -67,6 +67,12 @@ class LoginThrottle:
         self._addresses = SlidingWindow(per_address, window)
         self._accounts = SlidingWindow(per_account, window)
 
+    def address_wait(self, address: str, now: float) -> int:
+        """Seconds until this address may try again (0: now), without counting anything: checked before
+        the form is even read, so a throttled flood costs next to nothing."""
+        wait = self._addresses.wait(address, now)
+        return max(1, math.ceil(wait)) if wait > 0 else 0
+
     def begin(self, address: str, account: str | None, now: float) -> Attempt | int:
         """Count an attempt now, or say in how many seconds (at least 1) one may be made.
         account None: an attempt that names no account (a WeCom OAuth code) counts per address only."""
