@@ -15,8 +15,12 @@ import logging
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.app import create_app
+from bot.masking import redact
+from bot.models import Target
 from bot.render import GROUP_TEMPLATES, PERSONAL_TEMPLATES, TEMPLATES_DIR
 from bot.reports.models import day_number, day_start
 from tests.conftest import services
@@ -197,3 +201,60 @@ def test_every_wecom_template_is_declared_for_a_group_or_for_one_person():
                  for folder in ("wecom", "awareness") for path in (TEMPLATES_DIR / folder).glob("*.j2")}
     assert templates == GROUP_TEMPLATES | PERSONAL_TEMPLATES
     assert not GROUP_TEMPLATES & PERSONAL_TEMPLATES
+
+
+# -- the redaction itself, over many notations -------------------------------------------------------------
+
+_WORDS = st.text(alphabet="唐晓燕正在通话对方自称警官转账银行卡号电话是住在社区abcXYZ，。：（）", max_size=12)
+
+
+def _spell(digits: str, groups: tuple[int, ...], separator: str) -> str:
+    parts, at = [], 0
+    for size in groups:
+        parts.append(digits[at:at + size])
+        at += size
+    return separator.join(p for p in [*parts, digits[at:]] if p)
+
+
+_SEPARATORS = st.sampled_from(["", " ", "-", "  ", " - ", "."])
+
+
+@st.composite
+def _numbers(draw) -> tuple[str, str]:
+    """(the digits, as someone wrote them) for a mobile, an ID number, a bank card or a landline."""
+    kind = draw(st.sampled_from(["mobile", "id", "old_id", "card", "landline"]))
+    sep = draw(_SEPARATORS)
+    if kind == "mobile":
+        digits = "1" + draw(st.sampled_from("3456789")) + draw(st.text("0123456789", min_size=9, max_size=9))
+        prefix = draw(st.sampled_from(["", "+86", "+86 ", "0086", "86-", "+86-"]))
+        return digits, prefix + _spell(digits, (3, 4), sep)
+    if kind == "id":
+        digits = draw(st.text("0123456789", min_size=17, max_size=17)) + draw(st.sampled_from("0123456789X"))
+        return digits, _spell(digits, (6, 8), draw(st.sampled_from(["", " ", "-"])))
+    if kind == "old_id":
+        digits = draw(st.text("0123456789", min_size=15, max_size=15))
+        return digits, digits
+    if kind == "card":
+        digits = draw(st.text("0123456789", min_size=16, max_size=19))
+        return digits, _spell(digits, (4, 4, 4, 4), sep)
+    area = draw(st.sampled_from(["010", "021", "023", "0755", "0591"]))
+    local = draw(st.sampled_from("23456789")) + draw(st.text("0123456789", min_size=6, max_size=7))
+    bracketed = draw(st.booleans())
+    return area + local, (f"({area})" if bracketed else area + sep) + _spell(local, (len(local) - 4,), sep)
+
+
+@settings(max_examples=600, derandomize=True, deadline=None)
+@given(before=_WORDS, number=_numbers(), after=_WORDS)
+def test_redact_leaves_no_whole_number_in_any_notation(before, number, after):
+    digits, written = number
+    shown = redact(before + written + after)
+    assert digits not in re.sub(r"[^0-9X]", "", shown.upper()), shown
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(before=_WORDS, spaced=st.booleans(), after=_WORDS)
+def test_redact_removes_the_residents_own_name_and_address(before, spaced, after):
+    target = Target(NAME, PHONE, ID_NUMBER, ADDRESS)
+    name = " ".join(NAME) if spaced else NAME
+    shown = redact(f"{before}{name}{after}{GIVEN}，住{ADDRESS[4:]}", target)
+    assert NAME not in "".join(shown.split()) and "幸福路88号" not in shown and "3单元502室" not in shown
