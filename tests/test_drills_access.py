@@ -32,6 +32,7 @@ ROUTES = {
     ("GET", "/api/v1/campaigns/{name}/preview"): "token",
     ("POST", "/api/v1/campaigns/{name}/run"): "token",
     ("GET", "/api/v1/campaigns/{name}/runs/{run_id}"): "token",
+    ("GET", "/api/v1/openapi.json"): "open",  # the API's description: no data, no token
     ("GET", "/dashboard/login"): "open",  # the login page
     ("POST", "/dashboard/login"): "open",  # checks the local password (CSRF-protected)
     ("GET", "/dashboard/oauth"): "open",  # sends the browser to WeCom's OAuth page
