@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from bot.logs import client_warning
-from handlers.responses import SLOW_BODY_MESSAGE, BodyTimeout, json_error
+from handlers.responses import SLOW_BODY_MESSAGE, BodyTimeout, drop_traceback, json_error
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,11 +27,13 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return json_error(exc.status)
-    except BodyTimeout:
+    except BodyTimeout as exc:
+        drop_traceback(exc)
         client_warning(_LOGGER, "slow_body", "request body not received in time",
                        path=request.path, remote=request.remote)
         return json_error(408, SLOW_BODY_MESSAGE)
     except (ConnectionError, RequestPayloadError) as exc:
+        drop_traceback(exc)
         # The answer rarely reaches a client that left; one that broke the framing reads it.
         client_warning(_LOGGER, "client_gone" if isinstance(exc, ConnectionError) else "bad_body",
                        f"request body broken off: {type(exc).__name__}", path=request.path, remote=request.remote)

@@ -56,6 +56,15 @@ async def read_body(request: web.Request, limit: int | None = None) -> bytes | w
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return too_large(cap)
-    except BodyTimeout:
+    except BodyTimeout as exc:
+        drop_traceback(exc)
         return json_error(408, SLOW_BODY_MESSAGE)
     return too_large(cap) if len(body) > cap else body
+
+
+def drop_traceback(exc: BaseException) -> None:
+    """Forget where a failed body read was raised. The exception stays set on the request's stream (and its
+    read's future), so its traceback's frames — holding the request and the part of the body read so far —
+    form a cycle that only a full garbage collection frees: a wave of stalled uploads would keep its
+    bodies' memory for minutes."""
+    exc.__traceback__ = None
