@@ -159,7 +159,7 @@ def _given_names(name: str) -> list[str]:
     晓燕 of 唐晓燕, 娜娜 of 欧阳娜娜, each part of 买买提·艾力."""
     parts = [p for p in re.split(r"[·•・.．\s]+", name) if p]
     if len(parts) > 1:
-        return [p for p in parts if len(p) >= 2]
+        return [p for p in parts if sum(ch.isalpha() for ch in p) >= 2]
     surname = 2 if name[:2] in _COMPOUND_SURNAMES else 1
     given = name[surname:]
     return [given] if len(given) >= 2 and not given.isascii() else []
