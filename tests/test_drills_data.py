@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -107,7 +106,7 @@ async def test_restore_is_refused_while_the_bot_runs_and_for_a_file_that_is_no_d
     settings = services(bot).settings
     copy = tmp_path / "copy.sqlite3"
     backup(settings.database.path, copy)
-    running = dataclasses.replace(settings, server=dataclasses.replace(settings.server, port=bot.port))
+    running = settings.model_copy(update={"server": settings.server.model_copy(update={"port": bot.port})})
     with pytest.raises(BackupError, match="stop the bot"):
         restore(running, copy)
     junk = tmp_path / "junk.sqlite3"
