@@ -181,3 +181,23 @@ def test_limiter_counts_a_slow_send_when_it_finished():
     limiter.settle(["app:u"], 0.0, 30.0)  # both calls only got through 30 s after they were claimed
     limiter.settle(["app:u"], 0.0, 30.0)
     assert limiter.earliest(["app:u"], 61.0) == 90.0
+
+
+def test_directory_check_lists_every_problem_at_once_and_names_typos():
+    raw = {
+        "stations": [{"code": "S", "name": "一所", "duty_oficer": "u1"}, {"code": "S", "name": "重复"}],
+        "grids": [{"code": "G", "name": "网格", "station": "NOPE"}],
+        "people": [{"userid": "u1", "name": "甲", "role": "chief"},
+                   {"userid": "u2", "name": "乙", "role": "grid_worker"}],
+        "center": {"fallback_group": "nope"},
+    }
+    with pytest.raises(DirectoryError) as refused:
+        parse_directory(raw)
+    lines = str(refused.value).splitlines()
+    assert "stations[0].duty_oficer: unknown key — did you mean duty_officer?" in lines
+    assert "stations[1].code 'S' is used twice" in lines
+    assert "grids[0].station 'NOPE' is not a known station" in lines
+    assert any(line.startswith("people[0].role must be one of") for line in lines)
+    assert "people[1]: a grid_worker needs a grid" in lines
+    assert "center.fallback_group 'nope' is not a known group code" in lines
+    assert len(lines) == 6, lines
