@@ -228,8 +228,8 @@ async def test_bodies_over_the_routes_limit_are_refused_while_reading(start_edge
         status, answer = await _exchange(edge, _head("POST", path, f"Content-Length: {declared}"), [])
         assert status == 413, path
     # Within its cap a form is read whole: the login page answers the form, not the size.
-    status, _ = await _exchange(edge, _head("POST", "/dashboard/login", "Content-Type: application/x-www-form-urlencoded",
-                                            "Content-Length: 7000"), _pieces(b"u=" + b"a" * 6998, 1000))
+    form = _head("POST", "/dashboard/login", "Content-Type: application/x-www-form-urlencoded", "Content-Length: 7000")
+    status, _ = await _exchange(edge, form, _pieces(b"u=" + b"a" * 6998, 1000))
     assert status not in (408, 413) and status < 500
 
 
@@ -305,7 +305,7 @@ async def test_intake_and_health_answer_while_hundreds_of_connections_sit_idle(s
 async def test_client_failures_are_warnings_without_traceback(edge, caplog, fresh_client_warnings):
     caplog.set_level(logging.WARNING)
     # A client that goes away in the middle of its body.
-    reader, writer = await edge.connect()
+    _, writer = await edge.connect()
     await _send(writer, [_head("POST", "/api/v1/instructions", f"Authorization: Bearer {TOKEN}",
                                "Content-Type: application/json", "Content-Length: 5000"), b'{"instruction_no": "'])
     writer.transport.abort()
