@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--history", action="store_true",
                       help="first fill an empty demo database with four weeks of synthetic instructions, so the "
                            "dashboard and bulletins have something to show")
+    demo.add_argument("--fresh", action="store_true",
+                      help="start from an empty demo database (delete data/demo.sqlite3 first), to replay the tour")
 
     sim = sub.add_parser("simulator", help="run the WeCom simulator alone",
                          description="A WeCom API simulator for tests, demos and benchmarks. It accepts exactly "
@@ -116,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config)
         if args.command == "demo":
-            from bot.demo import run_demo
+            from bot.demo import forget_demo, run_demo
 
+            if args.fresh:
+                forget_demo()
             asyncio.run(run_demo(args.sim_host, args.sim_port, history=args.history))
             return 0
         if args.command == "simulator":

@@ -84,6 +84,13 @@ async def seed_history(storage, directory: Directory, now: float, count: int = 6
     return count
 
 
+def forget_demo() -> None:
+    """Delete the demo database and its WAL files, so that a replayed tour's ids start at 1 again."""
+    path = load_settings(DEMO_CONFIG).database.path
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 async def run_demo(sim_host: str = "127.0.0.1", sim_port: int = 8081, history: bool = False) -> None:
     settings = load_settings(DEMO_CONFIG)
     setup_logging(settings.logging.level, settings.logging.format)
