@@ -253,7 +253,7 @@ class DashboardSettings(_Section):
     login_attempts_per_account: Positive = 10
     login_window: Annotated[Duration, Field(gt=0)] = 15 * 60
     admin_user: Str = "admin"
-    admin_password_hash: Str = ""  # `python bot.py dashboard hash-password`; empty: no local login
+    admin_password_hash: Str = ""  # `.venv/bin/python bot.py dashboard hash-password`; empty: no local login
     oauth_authorize_url: Str = REAL_OAUTH_AUTHORIZE
     page_size: Positive = 200
     export_max_rows: Positive = 100_000
@@ -276,7 +276,7 @@ class DashboardSettings(_Section):
     @classmethod
     def _hash(cls, value: str) -> str:
         if value and not value.startswith("scrypt$"):
-            raise ValueError("must come from `python bot.py dashboard hash-password`")
+            raise ValueError("must come from `.venv/bin/python bot.py dashboard hash-password`")
         return value
 
     @field_validator("oauth_authorize_url")

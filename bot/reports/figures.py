@@ -1,7 +1,7 @@
 """The figures of a bulletin or statistics page: what was received, how fast it was signed and handled,
 what came of it, what is overdue now, and how the stations rank.
 
-Definitions (README, "Dashboard and bulletins"):
+Definitions (docs/reports.md):
 - received: instructions received in the period (Asia/Shanghai days, midnight to midnight);
 - signed within deadline: the phone-stage sign-for deadline met by its due time (the visit stage's where
   there is no phone stage or it was made moot); the rate is over all received;
