@@ -2,7 +2,7 @@
 
 Every entry point (card button, chat command, API) comes through here; the state machine in
 bot.lifecycle decides what is possible, storage writes each action in one transaction with its audit
-event and the WeCom messages it causes.
+event and the WeCom messages it causes, among them the updates of the cards it changes (bot/cards.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from bot.cards import CLICK_SETTLE, CardUpdate, ClickCode, StoredCard, card_status, card_update
 from bot.deadlines import MILESTONE_LABELS, visit_deadlines
 from bot.directory import Person
 from bot.dispatch import Assignee, DispatchPlanner, phone_assignees, visit_assignees
@@ -84,7 +85,7 @@ class Actions:
 
     # -- entry points ----------------------------------------------------------------------
 
-    async def ack(self, userid: str, instruction_id: int, channel: str) -> Outcome:
+    async def ack(self, userid: str, instruction_id: int, channel: str, clicked: ClickCode | None = None) -> Outcome:
         begun = await self._begin(userid, instruction_id, "ack", channel, check_state=False)
         if isinstance(begun, Outcome):
             return begun
@@ -104,14 +105,15 @@ class Actions:
         timing = task.timing("ack", now, i)
         notice = self._renderer.macro(_NOTICES, "acked", i=i, who=self._who(person, i), elapsed=elapsed,
                                       late=timing["late"], late_by=timing["late_by"], stage=task.stage)
+        (number,) = await self._storage.allocate_card_numbers(i.id, 1)
         write = ActionWrite(
             i.id, i.state, to_state, fields=fields,
             events=[self._event("ack", person, channel, i.state, to_state, {**timing, "stage": task.stage})],
-            messages=[self._group_notice(i, notice), self._feedback_card(i, userid)],
+            messages=[self._group_notice(i, notice), self._feedback_card(i, userid, number)],
             ack_user=userid, ack_stage=task.stage, settle=[Settlement("met", task.stage, "ack")],
         )
-        if not await self._write(write):
-            return await self.ack(userid, instruction_id, channel)  # moved meanwhile: decide again
+        if not await self._write(write, await self._card_updates(i, write, clicked)):
+            return await self.ack(userid, instruction_id, channel, clicked)  # moved meanwhile: decide again
         if to_state != i.state or task.mine is None or i.acked_by is None:
             reply = self._renderer.macro(_REPLIES, "acked", i=i, elapsed=elapsed, stage=task.stage)
         else:
@@ -119,7 +121,8 @@ class Actions:
             reply = self._renderer.macro(_REPLIES, "also_acked", i=i, first_by=first.name if first else i.acked_by)
         return Outcome(True, reply, "已签收")
 
-    async def report(self, userid: str, instruction_id: int, report: Report, channel: str) -> Outcome:
+    async def report(self, userid: str, instruction_id: int, report: Report, channel: str,
+                     clicked: ClickCode | None = None) -> Outcome:
         begun = await self._begin(userid, instruction_id, "report", channel, report.outcome)
         if isinstance(begun, Outcome):
             return begun
@@ -154,7 +157,7 @@ class Actions:
             settle += [Settlement("met", None, "report"), Settlement("moot")]
         elif visit_exists or visitors:
             settle.append(Settlement("superseded", "phone", "report"))
-        visit = self._order_visit(i, person, visitors, policy, now) if visitors else None
+        visit = await self._order_visit(i, person, visitors, policy, now) if visitors else None
         notice = self._renderer.macro(
             _NOTICES, "reported", i=i, who=self._who(person, i), method=report.method, outcome=report.outcome,
             loss_avoided=report.loss_avoided, amount_lost=report.amount_lost, note=report.note,
@@ -166,8 +169,8 @@ class Actions:
             ack_stage=task.stage, settle=settle, deadlines=visit.deadlines if visit else [],
             assign=visit.assign if visit else [],
         )
-        if not await self._write(write):
-            return await self.report(userid, instruction_id, report, channel)
+        if not await self._write(write, await self._card_updates(i, write, clicked)):
+            return await self.report(userid, instruction_id, report, channel, clicked)
         reply = self._renderer.macro(_REPLIES, "reported", i=i, method=report.method, outcome=report.outcome,
                                      loss_avoided=report.loss_avoided, amount_lost=report.amount_lost,
                                      still_open=to_state != "resolved", visit=visit.notice if visit else None)
@@ -192,7 +195,7 @@ class Actions:
                             events=[self._event("close", person, channel, i.state, "closed",
                                                 {"outcome": closed.outcome, "note": note})],
                             messages=[self._group_notice(i, notice)])
-        if not await self._write(write):
+        if not await self._write(write, await self._card_updates(i, write)):
             return await self.close(userid, instruction_id, outcome, note, channel)
         return Outcome(True, self._renderer.macro(_REPLIES, "closed", i=closed))
 
@@ -212,8 +215,9 @@ class Actions:
         planner = self._planner()
         stage = "visit" if target.role == "grid_worker" or i.state in VISIT_STATES else "phone"
         due = {(d.stage, d.milestone): d.due_at for d in await self._storage.deadlines(i.id)}
+        (number,) = await self._storage.allocate_card_numbers(i.id, 1)
         card = planner.assignee_card(i, Assignee(to_userid, who_to.name, who_to.role_label, stage),
-                                     due.get((stage, "ack"), self._clock()), "-r", now=self._clock())
+                                     due.get((stage, "ack"), self._clock()), number, now=self._clock())
         notice = self._renderer.macro(_NOTICES, "reassigned", i=i, who=self._who(person, i), to=who_to)
         write = ActionWrite(
             i.id, i.state, i.state,
@@ -223,7 +227,8 @@ class Actions:
             assign=[NewAssignment(to_userid, who_to.role_label, stage)],
             unassign=[*released, to_userid],
         )
-        if not await self._write(write):
+        handed = dict.fromkeys(released, to_userid)
+        if not await self._write(write, await self._card_updates(i, write, handed=handed)):
             return await self.reassign(userid, instruction_id, to_userid, channel)
         return Outcome(True, self._renderer.macro(_REPLIES, "reassigned", i=i, to=who_to))
 
@@ -326,11 +331,72 @@ class Actions:
                               f"指令 #{i.id} 只能转派给本所民警、所领导或本所网格员；"
                               "如需移交其他派出所，请联系反诈中心办理。")
 
-    async def _write(self, write: ActionWrite) -> bool:
-        written = await self._storage.apply_action(write, self._clock())
-        if written and write.messages:
+    async def _write(self, write: ActionWrite, card_updates: list[CardUpdate] | None = None) -> bool:
+        written = await self._storage.apply_action(write, self._clock(), card_updates or ())
+        if written and (write.messages or card_updates):
             self._wake()
         return written
+
+    # -- cards that stay true (bot/cards.py) -------------------------------------------------
+
+    async def refresh_card(self, userid: str, instruction_id: int, task_id: str, code: str | None) -> None:
+        """Show a person's card as its instruction stands now, with the code of their click on it (刷新, or a
+        button the card should no longer have): nothing if the card's original content is still true."""
+        i = await self._storage.get_instruction(instruction_id)
+        if i is None:
+            return
+        now = self._clock()
+        card = next((c for c in await self._storage.instruction_cards(i.id, now)
+                     if c.task_id == task_id and c.userid == userid), None)
+        if card is None:
+            return
+        active = any(a.userid == userid and a.active for a in await self._storage.assignments(i.id))
+        handed = None if active else (await self._handovers(i.id)).get(userid)
+        status = self._card_status(i, card, active, handed)
+        if status is None:
+            return
+        update = card_update(self._renderer, self._planner().agent_id, i, card, status, prefer=code)
+        if await self._storage.enqueue_card_updates([update], now):
+            self._wake()
+
+    async def _card_updates(self, i: Instruction, write: ActionWrite, clicked: ClickCode | None = None,
+                            handed: dict[str, str] | None = None) -> list[CardUpdate]:
+        """The updates of the cards whose status `write` changes, for those with a code left. The clicked
+        card uses the click's own code and waits for WeCom to apply the passive reply's greyed button."""
+        cards = [c for c in await self._storage.instruction_cards(i.id, self._clock()) if c.usable]
+        if not cards:
+            return []
+        after = replace(i, state=write.to_state, **write.fields)
+        active = {a.userid for a in await self._storage.assignments(i.id) if a.active} - set(write.unassign)
+        active |= {a.userid for a in write.assign} | ({write.ack_user} if write.ack_user else set())
+        if any(c.userid not in active for c in cards):
+            handed = {**await self._handovers(i.id), **(handed or {})}
+        updates = []
+        for card in cards:
+            status = self._card_status(after, card, card.userid in active, (handed or {}).get(card.userid))
+            if status is None or status == card.shows:
+                continue
+            prefer = clicked.code if clicked is not None and clicked.task_id == card.task_id else None
+            updates.append(card_update(self._renderer, self._planner().agent_id, after, card, status, prefer,
+                                       CLICK_SETTLE if prefer else 0.0))
+        return updates
+
+    def _card_status(self, i: Instruction, card: StoredCard, active: bool, handed_to: str | None) -> str | None:
+        people = self._planner().directory.people
+
+        def name(userid: str | None) -> str:
+            person = people.get(userid or "")
+            return person.name if person else (userid or "—")
+
+        return card_status(self._renderer, i, card, active, handed_to, name)
+
+    async def _handovers(self, instruction_id: int) -> dict[str, str]:
+        """Whom each re-assignment gave a released person's part to (the latest one counts)."""
+        handed: dict[str, str] = {}
+        for event in await self._storage.timeline(instruction_id):
+            if event["action"] == "reassign":
+                handed.update(dict.fromkeys(event["detail"].get("released", []), event["detail"].get("to")))
+        return handed
 
     def _group_notice(self, i: Instruction, content: str) -> OutboxMessage:
         planner = self._planner()
@@ -339,9 +405,9 @@ class Actions:
             raise RuntimeError("no group to notify: configure the station's group or center.fallback_group")
         return planner.group_markdown(group, content, "action_notice", RISK_PRIORITY[i.risk_level])
 
-    def _feedback_card(self, i: Instruction, userid: str) -> OutboxMessage:
+    def _feedback_card(self, i: Instruction, userid: str, number: int) -> OutboxMessage:
         planner = self._planner()
-        card = self._renderer.json("wecom/feedback_card.json.j2", i=i, task_id=planner.task_id(i.id, userid, "-fb"),
+        card = self._renderer.json("wecom/feedback_card.json.j2", i=i, task_id=planner.card_task_id(i.id, number),
                                    center_name=planner.directory.center_name)
         return planner.personal_card(userid, card, "feedback_card", RISK_PRIORITY[i.risk_level])
 
@@ -385,13 +451,14 @@ class Actions:
                         for a in phone_assignees(planner.directory, planner.roster, i.routed_station, now)]
         return visitors
 
-    def _order_visit(self, i: Instruction, person: Person, visitors: list[Assignee], policy: Policy,
-                     now: float) -> _Visit:
+    async def _order_visit(self, i: Instruction, person: Person, visitors: list[Assignee], policy: Policy,
+                           now: float) -> _Visit:
         """The second stage of the playbook: visit cards, their deadlines and the line for the group."""
         planner = self._planner()
         deadlines = visit_deadlines(policy, now)
         due = {d.milestone: d.due_at for d in deadlines}
-        cards = [planner.assignee_card(i, a, due["ack"], "-v") for a in visitors]
+        numbers = await self._storage.allocate_card_numbers(i.id, len(visitors))
+        cards = [planner.assignee_card(i, a, due["ack"], n) for a, n in zip(visitors, numbers, strict=True)]
         notice = self._renderer.macro(_NOTICES, "visit_ordered", i=i, visitors=visitors, ack_due=due["ack"],
                                       report_due=due["report"])
         event = AuditEvent("visit_ordered", "system", "playbook", i.state, i.state, {

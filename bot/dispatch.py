@@ -134,10 +134,12 @@ class DispatchPlanner:
         return DispatchPlan(messages, events, [NewAssignment(a.userid, a.role_label, a.stage) for a in assignees],
                             deadlines)
 
-    def assignee_card(self, i: Instruction, a: Assignee, ack_due: float, suffix: str = "",
+    def assignee_card(self, i: Instruction, a: Assignee, ack_due: float, number: int | None = None,
                       now: float | None = None) -> OutboxMessage:
-        """The personal card with the resident's details, the task (phone or visit) and the sign-for deadline."""
-        task_id = self.task_id(i.id, a.userid, suffix)
+        """The personal card with the resident's details, the task (phone or visit) and the sign-for deadline.
+
+        `number`: for a card made after the dispatch, its number from storage.allocate_card_numbers."""
+        task_id = self.task_id(i.id, a.userid) if number is None else self.card_task_id(i.id, number)
         card = self.renderer.json("wecom/assignee_card.json.j2", i=i, assignee=a, task_id=task_id,
                                   grid=self.directory.grids.get(i.routed_grid or ""),
                                   risk_label=RISK_LABELS[i.risk_level], center_name=self.directory.center_name,
@@ -145,9 +147,17 @@ class DispatchPlanner:
                                   overdue=now is not None and ack_due <= now)
         return self.personal_card(a.userid, card, "assignee_card", RISK_PRIORITY[i.risk_level])
 
-    def task_id(self, instruction_id: int, userid: str, suffix: str = "") -> str:
-        """A card task_id unique per app (WeCom refuses reuse), from this database's salt, the id and user."""
-        return f"{self.task_prefix}-{instruction_id}-{_TASK_ID_UNSAFE.sub('_', userid)}{suffix}"[:128]
+    # WeCom refuses a task_id used before by the app, for ever (42014). Both forms start with this database's
+    # salt and the instruction's id; neither can take the other's shape (a '-' or an '@' follows the id), and
+    # a re-send of an outbox row is byte-identical because the task_id is written into its body once.
+
+    def task_id(self, instruction_id: int, userid: str) -> str:
+        """The task_id of a card sent at dispatch: each person gets one card then, so the user makes it unique."""
+        return f"{self.task_prefix}-{instruction_id}-{_TASK_ID_UNSAFE.sub('_', userid)}"[:128]
+
+    def card_task_id(self, instruction_id: int, number: int) -> str:
+        """The task_id of a card made later (re-assignment, outcome, visit): numbered by the database, never reused."""
+        return f"{self.task_prefix}-{instruction_id}@{number}"
 
     def personal_card(self, userid: str, card: dict[str, Any], purpose: str, priority: int) -> OutboxMessage:
         """An interaction card to one person through the app; re-sends are swallowed by WeCom's duplicate check."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.actions import Actions, Outcome, Report
+from bot.cards import ClickCode
 from bot.commands import Commands
 from bot.dispatch import DispatchPlanner
 from bot.lifecycle import METHOD_OPTIONS, OUTCOME_OPTIONS
@@ -24,8 +25,9 @@ from bot.wecom.callbacks import Callback, CardEvent, OtherCallback, TextMessage,
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)
-_CARD_KEY = re.compile(r"^(ack|report):(\d{1,12})$")
+_CARD_KEY = re.compile(r"^(ack|report|refresh):(\d{1,12})$")
 REPLY_WINDOW = 3.0  # seconds; WeCom gives up at 5
+_MAX_CODE = 512  # WeCom's response_codes are some 100 characters; anything longer is not kept
 _MESSAGE_KINDS = frozenset({"image", "voice", "video", "shortvideo", "location", "link", "file"})
 
 
@@ -55,7 +57,7 @@ class Inbox:
         callback = parse_callback(plaintext)
         kind = type(callback).__name__
         callback_id = await self._storage.record_callback(callback.dedupe_key, callback.from_user, kind, plaintext,
-                                                          self._clock())
+                                                          self._clock(), click=_click_code(callback))
         if callback_id is None:
             _LOGGER.info("duplicate callback ignored", extra={"key": callback.dedupe_key})
             return None
@@ -94,6 +96,8 @@ class Inbox:
             return None
         if isinstance(callback, CardEvent) and outcome.ok and outcome.card_label:
             return Reply(callback.from_user, card_label=outcome.card_label)
+        if isinstance(callback, CardEvent) and outcome.ok:
+            return None  # 刷新: the card itself is the answer (bot/cards.py)
         if isinstance(callback, CardEvent):
             # A card click cannot be answered with text: the refusal goes as an app message.
             await self._send_as_message(Reply(callback.from_user, text=outcome.reply))
@@ -104,21 +108,34 @@ class Inbox:
         if isinstance(callback, TextMessage):
             return await self._commands.handle(callback.from_user, callback.content)
         if isinstance(callback, CardEvent):
-            match = _CARD_KEY.match(callback.event_key)
-            if match is None:
-                _LOGGER.warning("card event with an unknown key", extra={"event_key": callback.event_key})
-                return None
-            action, instruction_id = match.group(1), int(match.group(2))
-            if action == "ack":
-                return await self._actions.ack(callback.from_user, instruction_id, "card")
-            report = _card_report(callback)
-            if report is None:
-                return Outcome(False, f"请在反馈卡片中选择劝阻结果后再提交（指令 #{instruction_id}）。")
-            return await self._actions.report(callback.from_user, instruction_id, report, "card")
+            return await self._card_click(callback)
         assert isinstance(callback, OtherCallback)
         if callback.kind in _MESSAGE_KINDS:  # a photo or voice note to the app: answer, never silence
             return Outcome(False, "目前只能识别文字指令。\n" + self._commands.help_text())
         return None
+
+    async def _card_click(self, event: CardEvent) -> Outcome | None:
+        """Act on a card's button; a click that is refused (a stale card), or on 刷新, brings the card up to date
+        with the click's own response_code."""
+        match = _CARD_KEY.match(event.event_key)
+        if match is None:
+            _LOGGER.warning("card event with an unknown key", extra={"event_key": event.event_key})
+            return None
+        action, instruction_id = match.group(1), int(match.group(2))
+        clicked = _click_code(event)
+        if action == "ack":
+            outcome = await self._actions.ack(event.from_user, instruction_id, "card", clicked)
+        elif action == "report":
+            report = _card_report(event)
+            if report is None:
+                outcome = Outcome(False, f"请在反馈卡片中选择劝阻结果后再提交（指令 #{instruction_id}）。")
+            else:
+                outcome = await self._actions.report(event.from_user, instruction_id, report, "card", clicked)
+        else:
+            outcome = Outcome(True, "")
+        if action == "refresh" or not outcome.ok:
+            await self._actions.refresh_card(event.from_user, instruction_id, event.task_id, event.response_code)
+        return outcome
 
     def _late_reply(self, task: asyncio.Task[Reply | None]) -> None:
         self._background.discard(task)
@@ -150,6 +167,16 @@ class Inbox:
         body = {"touser": userid, "msgtype": "text", "agentid": planner.agent_id,
                 "text": {"content": fit_bytes(text, 2048)}}
         return OutboxMessage("reply", "app", userid, userid, body, (f"app:{userid}",), 0)
+
+
+def _click_code(callback: Callback) -> ClickCode | None:
+    """The response_code of a click on one of the bot's cards (its key names the instruction)."""
+    if not isinstance(callback, CardEvent) or not 0 < len(callback.response_code) <= _MAX_CODE or not callback.task_id:
+        return None
+    match = _CARD_KEY.match(callback.event_key)
+    if match is None:
+        return None
+    return ClickCode(callback.response_code, callback.task_id, int(match.group(2)), callback.from_user)
 
 
 def _card_report(event: CardEvent) -> Report | None:

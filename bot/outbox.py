@@ -19,6 +19,11 @@ then with one message, keeps the rest due, tells the center's group once when it
 works, and shows the reason in /healthz. Once the setting is fixed (and the bot restarted if it was in
 the config file) everything goes out in queue order.
 
+A card update (purpose card_update, bot/cards.py) calls message/update_template_card with the response_code
+its action claimed. Codes work once: if WeCom says the code is used or expired (60140) the update is dropped —
+not retried, no alarm (the card keeps its 刷新 button) — unless an earlier attempt of the same row may have
+spent it, which counts as done. No card update is reported to the center's group as a failed delivery.
+
 Exactly-once: a row is claimed (state 'sending', committed) before its HTTP call and marked sent
 after. A crash in between leaves the row claimed; it is re-sent byte for byte, and for personal
 cards WeCom's duplicate check (and the card's unique task_id) keeps the person from seeing it twice.
@@ -36,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from bot.cards import UPDATE_PURPOSE
 from bot.config import DeliverySettings
 from bot.directory import ChatGroup, Directory
 from bot.dispatch import DispatchPlanner
@@ -59,11 +65,14 @@ _PURPOSE_LABELS = {
     "awareness": "宣防推送",
     "outage_notice": "企业微信中断通知",
     "credential_notice": "企业微信配置错误通知",
+    UPDATE_PURPOSE: "卡片状态更新",
 }
 # Failures of these are not reported row by row: a failure notice would report itself, and
 # awareness pushes are reported once per campaign run by bot/awareness.
-_NOT_REPORTED_PER_ROW = frozenset({"failure_notice", "outage_notice", "credential_notice", "awareness"})
+_NOT_REPORTED_PER_ROW = frozenset({"failure_notice", "outage_notice", "credential_notice", "awareness",
+                                   UPDATE_PURPOSE})
 _TASK_ID_EXISTS = 42014
+_CODE_UNUSABLE = 60140  # a response_code used or expired
 _CONCURRENCY_LIMIT = 45033
 # While paused for a credential or permission error: first probe after 30 s, then at most every 5 minutes
 # (many wrong-secret calls from one IP get it blocked for an hour).
@@ -278,7 +287,9 @@ class DeliveryWorker:
     async def _send(self, row: OutboxRow) -> tuple[dict[str, Any], str | None]:
         """Make the WeCom call; returns WeCom's answer and a note for the trace, raises WeComError."""
         try:
-            if row.channel == "app":
+            if row.purpose == UPDATE_PURPOSE:
+                payload = await self._client.update_template_card(row.body)
+            elif row.channel == "app":
                 payload = await self._client.send_message(row.body)
                 if row.address.lower() in [u.lower() for u in invalid_users(payload)]:
                     raise WeComRejected(None, f"企业微信不认识用户 {row.address}（invaliduser）")
@@ -293,6 +304,9 @@ class DeliveryWorker:
             if err.errcode == _TASK_ID_EXISTS and row.task_id and row.attempts > 1:
                 # An earlier attempt of this very row reached WeCom: the card is there already.
                 return {}, "卡片 task_id 已存在，前次推送已送达"
+            if err.errcode == _CODE_UNUSABLE and row.purpose == UPDATE_PURPOSE and row.attempts > 1:
+                # An earlier attempt of this very row reached WeCom and spent the code: the card is updated.
+                return {}, "response_code 已被前次尝试用掉，卡片已更新"
             raise
         return payload, None
 
@@ -331,6 +345,8 @@ class DeliveryWorker:
         # A rate limit is not the message's fault either: it waits for the window, however often.
         rate_limited = isinstance(err, WeComRateLimited) or err.errcode == _CONCURRENCY_LIMIT
         retryable = isinstance(err, WeComRetryable | WeComTokenError)
+        if row.purpose == UPDATE_PURPOSE and await self._storage.card_update_superseded(row):
+            retryable = rate_limited = False  # a retry would show an older state over the newer update
         if rate_limited or (retryable and row.attempts < self._settings.max_attempts):
             delay = getattr(err, "retry_after", None) or min(
                 self._settings.backoff_base * 2 ** (min(row.attempts, 30) - 1), self._settings.backoff_max
@@ -338,6 +354,13 @@ class DeliveryWorker:
             _LOGGER.warning("send failed, retrying", extra={"outbox_id": row.id, "error": error,
                                                            "attempts": row.attempts, "retry_in": delay})
             await self._storage.mark_retry(row.id, now + delay, error)
+            return
+        if row.purpose == UPDATE_PURPOSE:
+            # The card stays as it was, with its 刷新 button: not a failed delivery of the instruction.
+            log = _LOGGER.info if err.errcode == _CODE_UNUSABLE else _LOGGER.error
+            log("card update dropped", extra={"outbox_id": row.id, "to": row.label, "error": error,
+                                              "attempts": row.attempts})
+            await self._storage.mark_dropped(row, now, error)
             return
         _LOGGER.error("send failed for good", extra={"outbox_id": row.id, "purpose": row.purpose,
                                                      "to": row.label, "error": error, "attempts": row.attempts})

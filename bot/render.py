@@ -23,7 +23,8 @@ GROUP_TEMPLATES = frozenset({
     "wecom/bulletin.md.j2", "awareness/push.j2",
 })
 # Templates for one person whose role needs the resident's details: their card, the replies to them.
-PERSONAL_TEMPLATES = frozenset({"wecom/assignee_card.json.j2", "wecom/feedback_card.json.j2", "wecom/replies.j2"})
+PERSONAL_TEMPLATES = frozenset({"wecom/assignee_card.json.j2", "wecom/feedback_card.json.j2", "wecom/replies.j2",
+                                "wecom/card_update.j2", "wecom/card_update.json.j2"})
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # Characters that WeCom markdown would interpret (formatting, links, <@userid> mentions, <font>):

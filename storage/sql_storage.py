@@ -13,8 +13,10 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
+from bot.cards import CARD_PURPOSES, CODE_MARGIN, CODE_TTL, UPDATE_PURPOSE, CardUpdate, ClickCode, StoredCard
 from bot.directory import ChatGroup, Directory, Grid, Person, Station
 from bot.lifecycle import OPEN_STATES
 from bot.models import (
@@ -247,8 +249,10 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         )
         return [dict(r) for r in rows]
 
-    async def apply_action(self, write: ActionWrite, now: float) -> bool:
-        """Write one action if the instruction is still in write.from_state; False if it moved meanwhile."""
+    async def apply_action(self, write: ActionWrite, now: float, card_updates: Sequence[CardUpdate] = ()) -> bool:
+        """Write one action if the instruction is still in write.from_state; False if it moved meanwhile.
+
+        With it, the updates of the cards it changes, each queued only if a code of its card can be claimed."""
         unknown = set(write.fields) - ACTION_FIELDS
         if unknown:
             raise ValueError(f"not an action field: {sorted(unknown)}")
@@ -284,6 +288,7 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             await self._insert_deadlines(db, write.instruction_id, write.deadlines)
             await self._insert_events(db, write.instruction_id, write.events, now)
             await self._insert_outbox(db, write.instruction_id, write.messages, now)
+            await self._insert_card_updates(db, card_updates, now)
             return True
 
     async def assignments(self, instruction_id: int) -> list[Assignment]:
@@ -322,6 +327,80 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             (userid,),
         )
         return [_instruction(r) for r in rows]
+
+    # -- cards that stay true (bot/cards.py) -------------------------------------------------
+
+    async def allocate_card_numbers(self, instruction_id: int, count: int) -> list[int]:
+        """The next `count` numbers of the instruction's cards made after its dispatch, never given twice."""
+        async with self._transaction(durable=False) as db:
+            last = await db.fetchval(
+                "INSERT INTO card_numbers(instruction_id, issued) VALUES (?, ?) ON CONFLICT (instruction_id)"
+                " DO UPDATE SET issued = card_numbers.issued + excluded.issued RETURNING issued",
+                (instruction_id, count),
+            )
+        return list(range(last - count + 1, last + 1))
+
+    async def instruction_cards(self, instruction_id: int, now: float) -> list[StoredCard]:
+        """The interaction cards sent for an instruction, with their last update's status and the codes left."""
+        cards = await self._read.fetchall(
+            "SELECT task_id, address, purpose, body FROM outbox WHERE instruction_id = ? AND state = 'sent'"
+            f" AND task_id IS NOT NULL AND purpose IN {CARD_PURPOSES!r} ORDER BY id",
+            (instruction_id,),
+        )
+        if not cards:
+            return []
+        usable: dict[str, int] = {}
+        shows: dict[str, tuple[int, str]] = {}
+        for task_id, used_at, outbox_id, status, issued_at in await self._read.fetchall(
+            "SELECT task_id, used_at, outbox_id, shows, issued_at FROM card_codes WHERE instruction_id = ?",
+            (instruction_id,),
+        ):
+            if used_at is None and issued_at > now - CODE_TTL + CODE_MARGIN:
+                usable[task_id] = usable.get(task_id, 0) + 1
+            elif status is not None and outbox_id is not None and outbox_id > shows.get(task_id, (0, ""))[0]:
+                shows[task_id] = (outbox_id, status)
+        return [
+            StoredCard(task_id, address, purpose, json.loads(body)["template_card"],
+                       shows[task_id][1] if task_id in shows else None, usable.get(task_id, 0))
+            for task_id, address, purpose, body in cards
+        ]
+
+    async def enqueue_card_updates(self, updates: Sequence[CardUpdate], now: float) -> int:
+        """Queue card updates outside an action (a 刷新 click); how many found a code."""
+        async with self._transaction() as db:
+            return await self._insert_card_updates(db, updates, now)
+
+    async def _insert_card_updates(self, db: Session, updates: Sequence[CardUpdate], now: float) -> int:
+        """Each update claims a code of its card (its preferred one if still good, else the oldest good one)
+        and is queued with it; one whose card has no code left is not queued.
+
+        An update of the same card still waiting in the queue is superseded (each carries the whole card): it
+        is removed and its code given back, and the new one goes no earlier than it would have (a clicked
+        card's update waits for the passive reply), so that a card never shows an older state after a newer."""
+        queued = 0
+        for update in updates:
+            waiting = await db.fetchall(
+                "DELETE FROM outbox WHERE instruction_id = ? AND task_id = ? AND purpose = ? AND state = 'pending'"
+                " RETURNING id, next_attempt_at", (update.instruction_id, update.task_id, UPDATE_PURPOSE),
+            )
+            due = max([now + update.delay, *(at for _, at in waiting)])
+            await db.executemany("UPDATE card_codes SET used_at = NULL, outbox_id = NULL, shows = NULL"
+                                 " WHERE outbox_id = ?", [(row_id,) for row_id, _ in waiting])
+            code = await db.fetchval(
+                "UPDATE card_codes SET used_at = ?, shows = ? WHERE code = (SELECT code FROM card_codes"
+                " WHERE task_id = ? AND instruction_id = ? AND used_at IS NULL AND issued_at > ?"
+                " ORDER BY CASE WHEN code = ? THEN 0 ELSE 1 END, issued_at LIMIT 1) AND used_at IS NULL"
+                " RETURNING code",
+                (now, update.shows, update.task_id, update.instruction_id, now - CODE_TTL + CODE_MARGIN,
+                 update.prefer or ""),
+            )
+            if code is None:
+                continue
+            message = replace(update.message, body={**update.message.body, "response_code": code})
+            row_id = await db.insert(_OUTBOX_INSERT, _outbox_values(update.instruction_id, message, now, due=due))
+            await db.execute("UPDATE card_codes SET outbox_id = ? WHERE code = ?", (row_id, code))
+            queued += 1
+        return queued
 
     # -- deadlines and escalation ----------------------------------------------------------
 
@@ -399,14 +478,26 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
     # -- callbacks -------------------------------------------------------------------------
 
     async def record_callback(self, dedupe_key: str, from_user: str, kind: str, plaintext: str,
-                              now: float) -> int | None:
-        """Store a callback before acting on it; None if WeCom sent this one before."""
+                              now: float, click: ClickCode | None = None) -> int | None:
+        """Store a callback before acting on it; None if WeCom sent this one before.
+
+        A card click's response_code is kept with it, if the card is one this app sent that person."""
         async with self._transaction() as db:
-            return await db.insert(
+            callback_id = await db.insert(
                 "INSERT INTO callbacks(dedupe_key, received_at, from_user, kind, plaintext) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (dedupe_key) DO NOTHING",
                 (dedupe_key, now, from_user, kind, plaintext),
             )
+            if callback_id is not None and click is not None and await db.fetchval(
+                "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND task_id = ? AND address = ?"
+                f" AND purpose IN {CARD_PURPOSES!r}", (click.instruction_id, click.task_id, click.userid),
+            ):
+                await db.execute(
+                    "INSERT INTO card_codes(code, task_id, instruction_id, userid, source, issued_at)"
+                    " VALUES (?, ?, ?, ?, 'click', ?) ON CONFLICT DO NOTHING",
+                    (click.code, click.task_id, click.instruction_id, click.userid, now),
+                )
+            return callback_id
 
     async def finish_callback(self, callback_id: int, outcome: str, now: float) -> None:
         async with self._transaction() as db:
@@ -498,6 +589,12 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
             )
             if row.instruction_id is None:
                 return
+            if response_code and row.task_id and row.purpose in CARD_PURPOSES:
+                await db.execute(
+                    "INSERT INTO card_codes(code, task_id, instruction_id, userid, source, issued_at)"
+                    " VALUES (?, ?, ?, ?, 'send', ?) ON CONFLICT DO NOTHING",
+                    (response_code, row.task_id, row.instruction_id, row.address, now),
+                )
             detail = {"outbox_id": row.id, "purpose": row.purpose, "to": row.label, "attempts": row.attempts}
             if note:
                 detail["note"] = note
@@ -535,6 +632,21 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
                 await self._insert_events(
                     db, row.instruction_id, [AuditEvent("delivery_failed", "system", "outbox", detail=detail)], now
                 )
+
+    async def mark_dropped(self, row: OutboxRow, now: float, error: str) -> None:
+        """A message that need not go any more (a card update WeCom will not take: its response_code was used
+        or expired): failed, without flagging its instruction's delivery as failed. Its card's last shown
+        status is what the update before it showed."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE outbox SET state = 'failed', last_error = ? WHERE id = ?", (error, row.id))
+            await db.execute("UPDATE card_codes SET shows = NULL WHERE outbox_id = ?", (row.id,))
+
+    async def card_update_superseded(self, row: OutboxRow) -> bool:
+        """Whether a later update of the same card was queued after this one (which must not overwrite it)."""
+        return bool(await self._read.fetchval(
+            "SELECT COUNT(*) FROM outbox WHERE instruction_id = ? AND task_id = ? AND purpose = ? AND id > ?",
+            (row.instruction_id, row.task_id, UPDATE_PURPOSE, row.id),
+        ))
 
     async def recent_attempts(self, since: float) -> list[tuple[float, tuple[str, ...]]]:
         rows = await self._read.fetchall(
@@ -719,10 +831,11 @@ _OUTBOX_INSERT_CLAIMED = (f"INSERT INTO outbox({_OUTBOX_NEW}, state, attempts, l
                           f" VALUES ({', '.join('?' * 11)}, 'sending', 1, ?, ?)")
 
 
-def _outbox_values(instruction_id: int | None, m: OutboxMessage, now: float) -> tuple[Any, ...]:
+def _outbox_values(instruction_id: int | None, m: OutboxMessage, now: float,
+                   due: float | None = None) -> tuple[Any, ...]:
     """The values of _OUTBOX_NEW; the body is stored (and re-sent) exactly as _stored_body gives it."""
     return (instruction_id, m.purpose, m.channel, m.address, m.label, json.dumps(list(m.rate_keys)),
-            _stored_body(m), m.task_id, m.priority, now, now)
+            _stored_body(m), m.task_id, m.priority, now if due is None else due, now)
 
 
 def _stored_body(m: OutboxMessage) -> str:

@@ -1,0 +1,101 @@
+"""Cards that stay true: what each person's interaction card should show as its instruction moves on, and
+the update (message/update_template_card) that shows it in place.
+
+WeCom's rules: an update needs a response_code — one comes with the card's send, one with every click —
+and each works once, for 72 hours, only on interaction cards. So an action updates each card that has a
+code left, in its own transaction (storage claims the code there and queues the update in the outbox).
+An updated card keeps what it carried, says where the instruction stands in one line (已由 刘红 签收,
+已转派给 张伟, 已结案：劝阻成功) and has a 刷新 button instead of its old ones: a click on it, or on any
+stale button, brings a fresh code, and the bot answers by showing the card's current state with it.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.lifecycle import STATE_LABELS
+from bot.models import RISK_PRIORITY, Instruction, OutboxMessage
+from bot.render import Renderer
+
+CARD_PURPOSES = ("assignee_card", "feedback_card")  # the interaction cards sent to a person
+UPDATE_PURPOSE = "card_update"  # outbox rows that call message/update_template_card
+CODE_TTL = 72 * 3600.0
+# An update may wait in the queue (a rate limit, a retry): a code this close to its end is left alone.
+CODE_MARGIN = 600.0
+# The clicked card already got a passive update_button in the reply; its full update goes out after WeCom
+# applied that, or the greyed label would land on the new card's 刷新 button.
+CLICK_SETTLE = 2.0
+REFRESH_KEY = "refresh:{id}"
+_TEXTS = "wecom/card_update.j2"
+_CARD = "wecom/card_update.json.j2"
+
+
+@dataclass(frozen=True)
+class ClickCode:
+    """The response_code of one click on a card of an instruction."""
+
+    code: str
+    task_id: str
+    instruction_id: int
+    userid: str
+
+
+@dataclass(frozen=True)
+class StoredCard:
+    """A card sent to a person: its original content, what its last update shows, codes it has left."""
+
+    task_id: str
+    userid: str
+    purpose: str
+    card: dict[str, Any]
+    shows: str | None  # the status line of its last update; None: never updated
+    usable: int  # unspent codes that are still valid
+
+
+@dataclass(frozen=True)
+class CardUpdate:
+    """An update to queue if a code of the card can be claimed: `prefer` first (a click's own), else the oldest."""
+
+    instruction_id: int
+    task_id: str
+    shows: str
+    message: OutboxMessage  # the update_template_card body, without its response_code
+    prefer: str | None = None
+    delay: float = 0.0
+
+
+def card_status(renderer: Renderer, i: Instruction, card: StoredCard, active: bool, handed_to: str | None,
+                name: Callable[[str | None], str]) -> str | None:
+    """The line a card should show now; None while its original content is still true.
+
+    `active`: whether the card's person still holds an assignment; `handed_to`: whom a re-assignment gave
+    their part to.
+    """
+    if i.state == "closed":
+        return renderer.macro(_TEXTS, "closed", outcome=i.outcome)
+    if i.state == "resolved":
+        return renderer.macro(_TEXTS, "resolved", outcome=i.outcome, by=name(i.reported_by))
+    if card.purpose == "feedback_card":
+        return None  # still the way to report
+    if not active and handed_to:
+        return renderer.macro(_TEXTS, "handed_over", to=name(handed_to))
+    if i.reported_by and i.outcome:
+        return renderer.macro(_TEXTS, "reported", outcome=i.outcome, by=name(i.reported_by),
+                              state=STATE_LABELS.get(i.state, i.state))
+    if i.acked_by:
+        return renderer.macro(_TEXTS, "signed", by=name(i.acked_by))
+    return None
+
+
+def card_update(renderer: Renderer, agent_id: int, i: Instruction, card: StoredCard, status: str,
+                prefer: str | None = None, delay: float = 0.0) -> CardUpdate:
+    """The update that shows `status` on `card` (storage adds the response_code it claims)."""
+    new_card = renderer.json(_CARD, card=card.card, status=status, refresh_key=REFRESH_KEY.format(id=i.id))
+    body = {"userids": [card.userid], "agentid": agent_id, "template_card": new_card}
+    # No rate bucket: an update changes a card the person has, it is not a message against their limits.
+    message = OutboxMessage(UPDATE_PURPOSE, "app", card.userid, card.userid, body, (), RISK_PRIORITY[i.risk_level],
+                            card.task_id)
+    return CardUpdate(i.id, card.task_id, status, message, prefer, delay)
