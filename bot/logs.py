@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 
 
@@ -111,9 +114,6 @@ def client_warning(logger: logging.Logger, kind: str, message: str, **extra: obj
 
 def is_client_failure(exc: BaseException | None) -> bool:
     """A failure of the peer (gone, malformed HTTP, broken body framing), not of Quanzu."""
-    from aiohttp.http_exceptions import HttpProcessingError
-    from aiohttp.web_protocol import RequestPayloadError
-
     return isinstance(exc, ConnectionError | HttpProcessingError | RequestPayloadError | asyncio.CancelledError)
 
 

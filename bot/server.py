@@ -11,6 +11,9 @@ headers and no cap on connections. Here:
   idle keep-alive, or headers still trickling in), so idle clients cannot lock out the center's platform;
   when every connection is busy the newcomer is closed at once. The soft open-files limit is raised to
   fit the cap plus FD_HEADROOM (the database, the WeCom client's pool, logs), or the cap shrinks to fit.
+- memory: buffers of a wave of slow clients are freed when they are answered, but glibc keeps the
+  freed pages; every TRIM_INTERVAL the site hands them back to the system (malloc_trim), so the
+  process returns to its size before the attack instead of staying at its peak.
 
 docs/deployment.md has the systemd unit and the reverse proxy in front.
 """
@@ -18,9 +21,13 @@ docs/deployment.md has the systemd unit and the reverse proxy in front.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 import resource
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +44,7 @@ FD_HEADROOM = 256
 # How long the rest of a body refused early (413, 408) is read and dropped before the connection closes.
 LINGERING_TIME = 2.0
 BACKLOG = 1024  # connections the kernel queues before accept: bursts of new ones are not refused there
+TRIM_INTERVAL = 60.0  # seconds between hand-backs of freed memory to the system
 
 
 async def start(app: web.Application, settings: ServerSettings) -> web.AppRunner:
@@ -93,6 +101,7 @@ class BoundedSite(web.BaseSite):
         super().__init__(runner, backlog=BACKLOG)
         self._settings = settings
         self._connections = Connections(connection_cap(settings.max_connections))
+        self._trimming: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -113,6 +122,31 @@ class BoundedSite(web.BaseSite):
 
         self._server = await loop.create_server(protocol, self._settings.host, self._settings.port,
                                                 reuse_address=True, backlog=self._backlog)
+        trim = _malloc_trim()
+        if trim is not None:
+            self._trimming = asyncio.create_task(_hand_back_freed_memory(trim))
+
+    async def stop(self) -> None:
+        if self._trimming is not None:
+            self._trimming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._trimming
+        await super().stop()
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, or None on a C library without it (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+async def _hand_back_freed_memory(trim: Callable[[int], int]) -> None:
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL)
+        trim(0)  # a few milliseconds for a heap of a few hundred MB
 
 
 class Connections:
