@@ -14,7 +14,16 @@ from datetime import UTC, datetime
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
+from bot.masking import redact
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+
+
+def _message(record: logging.LogRecord) -> str:
+    """The record's message; warnings and errors may quote values from elsewhere (a database driver's error
+    names the offending argument), so phone, ID and bank card numbers in them are masked."""
+    message = record.getMessage()
+    return redact(message) if record.levelno >= logging.WARNING else message
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,13 +32,13 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _message(record),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
@@ -41,6 +50,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
+        if record.levelno >= logging.WARNING:
+            line = redact(line)
         extras = " ".join(f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD)
         return f"{line} {extras}" if extras else line
 

@@ -258,3 +258,23 @@ def test_redact_removes_the_residents_own_name_and_address(before, spaced, after
     name = " ".join(NAME) if spaced else NAME
     shown = redact(f"{before}{name}{after}{GIVEN}，住{ADDRESS[4:]}", target)
     assert NAME not in "".join(shown.split()) and "幸福路88号" not in shown and "3单元502室" not in shown
+
+
+def test_errors_that_quote_a_resident_number_are_logged_masked():
+    """A database driver's error names the argument it refused; the log line masks the numbers in it."""
+    import logging
+
+    from bot.logs import JsonFormatter, TextFormatter
+
+    try:
+        raise ValueError("invalid input for query argument $3: '13812348000' (id 500101195901011234)")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("storage", logging.ERROR, __file__, 1, "intake failed for %s", ("13912345678",),
+                                   sys.exc_info())
+    for formatter in (JsonFormatter(), TextFormatter()):
+        line = formatter.format(record)
+        for value in ("13812348000", "500101195901011234", "13912345678"):
+            assert value not in line
+        assert "138****8000" in line and "139****5678" in line
