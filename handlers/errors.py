@@ -26,7 +26,10 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return json_error(exc.status)
+        response = json_error(exc.status)
+        if "Allow" in exc.headers:  # a 405 says which methods the resource takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except BodyTimeout as exc:
         drop_traceback(exc)
         client_warning(_LOGGER, "slow_body", "request body not received in time",

@@ -217,3 +217,10 @@ async def test_roster_bodies_in_odd_encodings_and_shapes_are_400(bot):
         assert resp.status == 400, (raw[:60], resp.status, await resp.text())
         answer = await resp.json()
         assert answer["errors"] and all(isinstance(e, str) for e in answer["errors"])
+
+
+async def test_a_wrong_method_is_a_405_in_chinese_that_names_the_allowed_ones(bot):
+    resp = await bot.delete("/api/v1/instructions", headers=AUTH)
+    assert resp.status == 405
+    assert set(resp.headers["Allow"].split(",")) >= {"POST"}
+    assert (await resp.json())["error"] == "不支持该请求方法"
