@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.simulator import create_simulator_app
 from tests.helpers import (
     AUTH,
+    create_chats_as_operator,
     eventually,
     free_ports,
     instruction,
@@ -59,6 +60,7 @@ async def sim_server(aiohttp_server, sim):
     app.middlewares.append(slow)
     server = await aiohttp_server(app)
     server.delay = delay
+    await create_chats_as_operator(sim, str(server.make_url("")).rstrip("/"))  # as `bot.py wecom create-chat`
     return server
 
 
