@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from bot.cards import CLICK_SETTLE, CardUpdate, ClickCode, StoredCard, card_status, card_update
+from bot.cards import CardUpdate, ClickCode, StoredCard, card_status, card_update
 from bot.deadlines import MILESTONE_LABELS, visit_deadlines
 from bot.directory import Person
 from bot.dispatch import Assignee, DispatchPlanner, phone_assignees, visit_assignees
@@ -361,8 +361,10 @@ class Actions:
 
     async def _card_updates(self, i: Instruction, write: ActionWrite, clicked: ClickCode | None = None,
                             handed: dict[str, str] | None = None) -> list[CardUpdate]:
-        """The updates of the cards whose status `write` changes, for those with a code left. The clicked
-        card uses the click's own code and waits for WeCom to apply the passive reply's greyed button."""
+        """The updates of the cards whose status `write` changes, for those with a code left. Not the clicked
+        card: the passive reply greys its buttons with what was done (已签收, 已提交), which is what its update
+        would say, and keeps the click's code for a later change. When that reply cannot be given in time,
+        the inbox brings the clicked card up to date with the click's code (refresh_card)."""
         cards = [c for c in await self._storage.instruction_cards(i.id, self._clock()) if c.usable]
         if not cards:
             return []
@@ -373,12 +375,12 @@ class Actions:
             handed = {**await self._handovers(i.id), **(handed or {})}
         updates = []
         for card in cards:
+            if clicked is not None and clicked.task_id == card.task_id and clicked.userid == card.userid:
+                continue
             status = self._card_status(after, card, card.userid in active, (handed or {}).get(card.userid))
             if status is None or status == card.shows:
                 continue
-            prefer = clicked.code if clicked is not None and clicked.task_id == card.task_id else None
-            updates.append(card_update(self._renderer, self._planner().agent_id, after, card, status, prefer,
-                                       CLICK_SETTLE if prefer else 0.0))
+            updates.append(card_update(self._renderer, self._planner().agent_id, after, card, status))
         return updates
 
     def _card_status(self, i: Instruction, card: StoredCard, active: bool, handed_to: str | None) -> str | None:

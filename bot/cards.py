@@ -25,9 +25,6 @@ UPDATE_PURPOSE = "card_update"  # outbox rows that call message/update_template_
 CODE_TTL = 72 * 3600.0
 # An update may wait in the queue (a rate limit, a retry): a code this close to its end is left alone.
 CODE_MARGIN = 600.0
-# The clicked card already got a passive update_button in the reply; its full update goes out after WeCom
-# applied that, or the greyed label would land on the new card's 刷新 button.
-CLICK_SETTLE = 2.0
 REFRESH_KEY = "refresh:{id}"
 _TEXTS = "wecom/card_update.j2"
 _CARD = "wecom/card_update.json.j2"
@@ -64,7 +61,6 @@ class CardUpdate:
     shows: str
     message: OutboxMessage  # the update_template_card body, without its response_code
     prefer: str | None = None
-    delay: float = 0.0
 
 
 def card_status(renderer: Renderer, i: Instruction, card: StoredCard, active: bool, handed_to: str | None,
@@ -91,11 +87,11 @@ def card_status(renderer: Renderer, i: Instruction, card: StoredCard, active: bo
 
 
 def card_update(renderer: Renderer, agent_id: int, i: Instruction, card: StoredCard, status: str,
-                prefer: str | None = None, delay: float = 0.0) -> CardUpdate:
+                prefer: str | None = None) -> CardUpdate:
     """The update that shows `status` on `card` (storage adds the response_code it claims)."""
     new_card = renderer.json(_CARD, card=card.card, status=status, refresh_key=REFRESH_KEY.format(id=i.id))
     body = {"userids": [card.userid], "agentid": agent_id, "template_card": new_card}
     # No rate bucket: an update changes a card the person has, it is not a message against their limits.
     message = OutboxMessage(UPDATE_PURPOSE, "app", card.userid, card.userid, body, (), RISK_PRIORITY[i.risk_level],
                             card.task_id)
-    return CardUpdate(i.id, card.task_id, status, message, prefer, delay)
+    return CardUpdate(i.id, card.task_id, status, message, prefer)

@@ -65,9 +65,12 @@ class Inbox:
         try:
             return await asyncio.wait_for(asyncio.shield(task), REPLY_WINDOW)
         except TimeoutError:
-            # Too slow for a passive reply: let it finish and answer by app message.
+            # Too slow for a passive reply: let it finish and answer by app message; a clicked card, whose
+            # buttons the reply would have greyed, is brought up to date with the click's own code.
             self._background.add(task)
             task.add_done_callback(self._late_reply)
+            if isinstance(callback, CardEvent):
+                task.add_done_callback(lambda _: self._in_background(self._refresh_clicked(callback)))
             return None
         except Exception:
             # Stored but not finished: WeCom's retry is a duplicate now, so the next start finishes it.
@@ -136,6 +139,11 @@ class Inbox:
         if action == "refresh" or not outcome.ok:
             await self._actions.refresh_card(event.from_user, instruction_id, event.task_id, event.response_code)
         return outcome
+
+    async def _refresh_clicked(self, event: CardEvent) -> None:
+        match = _CARD_KEY.match(event.event_key)
+        if match is not None:
+            await self._actions.refresh_card(event.from_user, int(match.group(2)), event.task_id, event.response_code)
 
     def _late_reply(self, task: asyncio.Task[Reply | None]) -> None:
         self._background.discard(task)

@@ -375,15 +375,15 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
         and is queued with it; one whose card has no code left is not queued.
 
         An update of the same card still waiting in the queue is superseded (each carries the whole card): it
-        is removed and its code given back, and the new one goes no earlier than it would have (a clicked
-        card's update waits for the passive reply), so that a card never shows an older state after a newer."""
+        is removed and its code given back, and the new one goes no earlier than it would have, so that a
+        card never shows an older state after a newer."""
         queued = 0
         for update in updates:
             waiting = await db.fetchall(
                 "DELETE FROM outbox WHERE instruction_id = ? AND task_id = ? AND purpose = ? AND state = 'pending'"
                 " RETURNING id, next_attempt_at", (update.instruction_id, update.task_id, UPDATE_PURPOSE),
             )
-            due = max([now + update.delay, *(at for _, at in waiting)])
+            due = max([now, *(at for _, at in waiting)])
             await db.executemany("UPDATE card_codes SET used_at = NULL, outbox_id = NULL, shows = NULL"
                                  " WHERE outbox_id = ?", [(row_id,) for row_id, _ in waiting])
             code = await db.fetchval(

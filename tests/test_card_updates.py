@@ -52,7 +52,7 @@ def _text_replies(messages: list[dict]) -> list[str]:
     return [m["body"]["text"]["content"] for m in messages if m["msgtype"] == "text"]
 
 
-async def test_a_sign_for_shows_on_every_card_and_the_clicked_one_uses_its_own_code(bot, sim, sim_client):
+async def test_a_sign_for_shows_on_every_card_and_the_clicked_one_keeps_its_code(bot, sim, sim_client):
     number = await _dispatched(bot)  # high risk: grid worker 刘红 and the officer on duty 王强 get a card each
     (liu,) = await _cards(sim_client, "liuhong", number)
     (wang,) = await _cards(sim_client, "wangqiang", number)
@@ -62,18 +62,16 @@ async def test_a_sign_for_shows_on_every_card_and_the_clicked_one_uses_its_own_c
     assert click["status"] == 200 and sim.card("liuhong", liu["task_id"])["replace_text"] == "已签收"  # passive
 
     theirs = await _shows(sim, "wangqiang", wang["task_id"], "已由 刘红 签收")
-    mine = await _shows(sim, "liuhong", liu["task_id"], "已由 刘红 签收")
     # The card keeps what it carried (the assignee needs the resident's phone), the old button is gone, 刷新 is there.
-    assert mine["horizontal_content_list"] == original["horizontal_content_list"]
-    assert mine["main_title"] == original["main_title"] and "replace_text" not in mine
-    assert [b["text"] for b in mine["button_list"]] == [b["text"] for b in theirs["button_list"]] == ["刷新"]
-    assert mine["button_list"][0]["key"] == f"refresh:{number}"
-    # Each card was updated once, through its own codes: his with his card's send code, hers with her click's code.
+    assert theirs["horizontal_content_list"] == sim.card("wangqiang", wang["task_id"])["horizontal_content_list"]
+    assert [b["text"] for b in theirs["button_list"]] == ["刷新"]
+    assert theirs["button_list"][0]["key"] == f"refresh:{number}"
     (his_update,) = await _updates(sim_client, wang["task_id"])
-    (her_update,) = await _updates(sim_client, liu["task_id"])
-    assert his_update["response_code"] == wang["response_code"]
-    assert her_update["response_code"] == click["response_code"]
-    assert his_update["body"]["userids"] == ["wangqiang"] and her_update["body"]["userids"] == ["liuhong"]
+    assert his_update["response_code"] == wang["response_code"] and his_update["body"]["userids"] == ["wangqiang"]
+    # Hers says 已签收 through the passive reply alone: no call spends her click's code, kept for a later change.
+    assert await _updates(sim_client, liu["task_id"]) == []
+    mine = sim.card("liuhong", liu["task_id"])
+    assert mine["main_title"] == original["main_title"] and mine["replace_text"] == "已签收"
 
 
 async def test_report_and_close_reach_the_cards_that_have_codes_and_refresh_brings_the_rest(bot, sim, sim_client):
@@ -89,14 +87,15 @@ async def test_report_and_close_reach_the_cards_that_have_codes_and_refresh_brin
                          selected_items=[{"question_key": "method", "option_ids": ["meet"]},
                                          {"question_key": "outcome", "option_ids": ["success"]}])
     await wait_state(bot, number, "resolved")
-    await _shows(sim, "liuhong", feedback["task_id"], "已反馈：劝阻成功（刘红），待结案")
+    assert sim.card("liuhong", feedback["task_id"])["replace_text"] == "已反馈"  # the passive reply, no call
     await _shows(sim, "liuhong", liu["task_id"], "已反馈：劝阻成功（刘红），待结案")  # with her card's send code
 
     refused = await sim.send_text("wangqiang", f"结案 {number} 劝阻成功")
     assert refused["status"] == 200
     await wait_state(bot, number, "closed")
-    # The outcome card still had its send code; her sign-for card and his card have none left.
+    # Her two cards still had codes (the outcome card's send code, the sign-for card's click code); his none.
     await _shows(sim, "liuhong", feedback["task_id"], "已结案：劝阻成功")
+    await _shows(sim, "liuhong", liu["task_id"], "已结案：劝阻成功")
     assert sim.card("wangqiang", wang["task_id"])["sub_title_text"] == "当前：已由 刘红 签收"
     assert len(await _updates(sim_client, wang["task_id"])) == 1  # a spent code is never tried again
 
