@@ -105,11 +105,10 @@ class Actions:
         timing = task.timing("ack", now, i)
         notice = self._renderer.macro(_NOTICES, "acked", i=i, who=self._who(person, i), elapsed=elapsed,
                                       late=timing["late"], late_by=timing["late_by"], stage=task.stage)
-        (number,) = await self._storage.allocate_card_numbers(i.id, 1)
         write = ActionWrite(
             i.id, i.state, to_state, fields=fields,
             events=[self._event("ack", person, channel, i.state, to_state, {**timing, "stage": task.stage})],
-            messages=[self._group_notice(i, notice), self._feedback_card(i, userid, number)],
+            messages=[self._group_notice(i, notice), self._feedback_card(i, userid)],
             ack_user=userid, ack_stage=task.stage, settle=[Settlement("met", task.stage, "ack")],
         )
         if not await self._write(write, await self._card_updates(i, write, clicked)):
@@ -215,9 +214,8 @@ class Actions:
         planner = self._planner()
         stage = "visit" if target.role == "grid_worker" or i.state in VISIT_STATES else "phone"
         due = {(d.stage, d.milestone): d.due_at for d in await self._storage.deadlines(i.id)}
-        (number,) = await self._storage.allocate_card_numbers(i.id, 1)
         card = planner.assignee_card(i, Assignee(to_userid, who_to.name, who_to.role_label, stage),
-                                     due.get((stage, "ack"), self._clock()), number, now=self._clock())
+                                     due.get((stage, "ack"), self._clock()), later=True, now=self._clock())
         notice = self._renderer.macro(_NOTICES, "reassigned", i=i, who=self._who(person, i), to=who_to)
         write = ActionWrite(
             i.id, i.state, i.state,
@@ -407,9 +405,9 @@ class Actions:
             raise RuntimeError("no group to notify: configure the station's group or center.fallback_group")
         return planner.group_markdown(group, content, "action_notice", RISK_PRIORITY[i.risk_level])
 
-    def _feedback_card(self, i: Instruction, userid: str, number: int) -> OutboxMessage:
+    def _feedback_card(self, i: Instruction, userid: str) -> OutboxMessage:
         planner = self._planner()
-        card = self._renderer.json("wecom/feedback_card.json.j2", i=i, task_id=planner.card_task_id(i.id, number),
+        card = self._renderer.json("wecom/feedback_card.json.j2", i=i, task_id=planner.card_task_id(i.id),
                                    center_name=planner.directory.center_name)
         return planner.personal_card(userid, card, "feedback_card", RISK_PRIORITY[i.risk_level])
 
@@ -459,8 +457,7 @@ class Actions:
         planner = self._planner()
         deadlines = visit_deadlines(policy, now)
         due = {d.milestone: d.due_at for d in deadlines}
-        numbers = await self._storage.allocate_card_numbers(i.id, len(visitors))
-        cards = [planner.assignee_card(i, a, due["ack"], n) for a, n in zip(visitors, numbers, strict=True)]
+        cards = [planner.assignee_card(i, a, due["ack"], later=True) for a in visitors]
         notice = self._renderer.macro(_NOTICES, "visit_ordered", i=i, visitors=visitors, ack_due=due["ack"],
                                       report_due=due["report"])
         event = AuditEvent("visit_ordered", "system", "playbook", i.state, i.state, {

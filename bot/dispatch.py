@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,12 +135,12 @@ class DispatchPlanner:
         return DispatchPlan(messages, events, [NewAssignment(a.userid, a.role_label, a.stage) for a in assignees],
                             deadlines)
 
-    def assignee_card(self, i: Instruction, a: Assignee, ack_due: float, number: int | None = None,
+    def assignee_card(self, i: Instruction, a: Assignee, ack_due: float, later: bool = False,
                       now: float | None = None) -> OutboxMessage:
         """The personal card with the resident's details, the task (phone or visit) and the sign-for deadline.
 
-        `number`: for a card made after the dispatch, its number from storage.allocate_card_numbers."""
-        task_id = self.task_id(i.id, a.userid) if number is None else self.card_task_id(i.id, number)
+        `later`: a card made after the dispatch (a re-assignment, a visit), with a task_id of its own."""
+        task_id = self.card_task_id(i.id) if later else self.task_id(i.id, a.userid)
         card = self.renderer.json("wecom/assignee_card.json.j2", i=i, assignee=a, task_id=task_id,
                                   grid=self.directory.grids.get(i.routed_grid or ""),
                                   risk_label=RISK_LABELS[i.risk_level], center_name=self.directory.center_name,
@@ -155,9 +156,11 @@ class DispatchPlanner:
         """The task_id of a card sent at dispatch: each person gets one card then, so the user makes it unique."""
         return f"{self.task_prefix}-{instruction_id}-{_TASK_ID_UNSAFE.sub('_', userid)}"[:128]
 
-    def card_task_id(self, instruction_id: int, number: int) -> str:
-        """The task_id of a card made later (re-assignment, outcome, visit): numbered by the database, never reused."""
-        return f"{self.task_prefix}-{instruction_id}@{number}"
+    def card_task_id(self, instruction_id: int) -> str:
+        """The task_id of a card made later (re-assignment, outcome, visit): 64 random bits after the
+        instruction's id, so that it is new for ever without a database round trip (an instruction has a
+        handful of cards; a repeat within one would take billions of them)."""
+        return f"{self.task_prefix}-{instruction_id}@{secrets.token_hex(8)}"
 
     def personal_card(self, userid: str, card: dict[str, Any], purpose: str, priority: int) -> OutboxMessage:
         """An interaction card to one person through the app; re-sends are swallowed by WeCom's duplicate check."""

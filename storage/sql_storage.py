@@ -330,16 +330,6 @@ class SQLStorage(AwarenessSQL, ReportsSQL):
 
     # -- cards that stay true (bot/cards.py) -------------------------------------------------
 
-    async def allocate_card_numbers(self, instruction_id: int, count: int) -> list[int]:
-        """The next `count` numbers of the instruction's cards made after its dispatch, never given twice."""
-        async with self._transaction(durable=False) as db:
-            last = await db.fetchval(
-                "INSERT INTO card_numbers(instruction_id, issued) VALUES (?, ?) ON CONFLICT (instruction_id)"
-                " DO UPDATE SET issued = card_numbers.issued + excluded.issued RETURNING issued",
-                (instruction_id, count),
-            )
-        return list(range(last - count + 1, last + 1))
-
     async def instruction_cards(self, instruction_id: int, now: float) -> list[StoredCard]:
         """The interaction cards sent for an instruction, with their last update's status and the codes left."""
         cards = await self._read.fetchall(

@@ -18,13 +18,6 @@ CREATE TABLE card_codes (
 );
 CREATE INDEX card_codes_instruction ON card_codes(instruction_id);
 
--- The number of the last card made for an instruction after its dispatch (a re-assignment, an outcome card,
--- a visit card): such a card's task_id carries the next number, so that no task_id is ever used twice.
-CREATE TABLE card_numbers (
-    instruction_id  INTEGER PRIMARY KEY,
-    issued          INTEGER NOT NULL
-);
-
 -- Cards sent before this migration keep the code of their send.
 INSERT INTO card_codes(code, task_id, instruction_id, userid, source, issued_at)
 SELECT response_code, task_id, instruction_id, address, 'send', sent_at FROM outbox
