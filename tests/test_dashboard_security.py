@@ -13,6 +13,7 @@ import pytest
 from hypothesis import strategies as st
 
 from bot.app import create_app
+from bot.render import format_duration
 from handlers.dashboard.base import DASHBOARD
 from handlers.dashboard.session import Signer
 from tests.conftest import services
@@ -128,7 +129,7 @@ async def test_failed_logins_are_throttled_per_address_with_a_clear_429(aiohttp_
     throttled = await login_form(client, "admin", ADMIN_PASSWORD)  # even the right password waits now
     assert throttled.status == 429
     wait = int(throttled.headers["Retry-After"])
-    assert 0 < wait <= 600 and f"登录尝试过于频繁，请 {wait} 秒后再试" in await throttled.text()
+    assert 0 < wait <= 600 and f"登录尝试过于频繁，请 {format_duration(wait)}后再试" in await throttled.text()
     assert "qz_session" not in throttled.cookies
     sim.clock.advance(wait)
     assert (await login_form(client)).status == 302 and "qz_session" in client.session.cookie_jar.filter_cookies(

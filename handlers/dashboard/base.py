@@ -143,7 +143,7 @@ def too_many(request: web.Request, seconds: int) -> web.Response:
     html = pages.get(seconds)
     if html is None:
         html = request.app[DASHBOARD].env.get_template("error.html").render(
-            message=f"登录尝试过于频繁，请 {seconds} 秒后再试。", viewer=None, csrf="")
+            message=f"登录尝试过于频繁，请 {format_duration(seconds)}后再试。", viewer=None, csrf="")
         if len(pages) < 2000:  # at most one per second of the window
             pages[seconds] = html
     return web.Response(text=html, content_type="text/html", status=429,
