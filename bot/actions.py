@@ -348,12 +348,14 @@ class Actions:
                      if c.task_id == task_id and c.userid == userid), None)
         if card is None:
             return
-        active = any(a.userid == userid and a.active for a in await self._storage.assignments(i.id))
+        mine = [a for a in await self._storage.assignments(i.id) if a.userid == userid and a.active]
+        active = bool(mine)
         handed = None if active else (await self._handovers(i.id)).get(userid)
         status = self._card_status(i, card, active, handed)
         if status is None:
             return
-        update = card_update(self._renderer, self._planner().agent_id, i, card, status, prefer=code)
+        update = card_update(self._renderer, self._planner().agent_id, i, card, status, prefer=code,
+                             still_to_sign=i.state in OPEN_STATES and any(a.acked_at is None for a in mine))
         if await self._storage.enqueue_card_updates([update], now):
             self._wake()
 
@@ -367,8 +369,10 @@ class Actions:
         if not cards:
             return []
         after = replace(i, state=write.to_state, **write.fields)
-        active = {a.userid for a in await self._storage.assignments(i.id) if a.active} - set(write.unassign)
+        assignments = [a for a in await self._storage.assignments(i.id) if a.active]
+        active = {a.userid for a in assignments} - set(write.unassign)
         active |= {a.userid for a in write.assign} | ({write.ack_user} if write.ack_user else set())
+        unsigned = {a.userid for a in assignments if a.acked_at is None} - {write.ack_user} - set(write.unassign)
         if any(c.userid not in active for c in cards):
             handed = {**await self._handovers(i.id), **(handed or {})}
         updates = []
@@ -378,7 +382,8 @@ class Actions:
             status = self._card_status(after, card, card.userid in active, (handed or {}).get(card.userid))
             if status is None or status == card.shows:
                 continue
-            updates.append(card_update(self._renderer, self._planner().agent_id, after, card, status))
+            updates.append(card_update(self._renderer, self._planner().agent_id, after, card, status,
+                                       still_to_sign=after.state in OPEN_STATES and card.userid in unsigned))
         return updates
 
     def _card_status(self, i: Instruction, card: StoredCard, active: bool, handed_to: str | None) -> str | None:

@@ -87,9 +87,14 @@ def card_status(renderer: Renderer, i: Instruction, card: StoredCard, active: bo
 
 
 def card_update(renderer: Renderer, agent_id: int, i: Instruction, card: StoredCard, status: str,
-                prefer: str | None = None) -> CardUpdate:
-    """The update that shows `status` on `card` (storage adds the response_code it claims)."""
-    new_card = renderer.json(_CARD, card=card.card, status=status, refresh_key=REFRESH_KEY.format(id=i.id))
+                prefer: str | None = None, still_to_sign: bool = False) -> CardUpdate:
+    """The update that shows `status` on `card` (storage adds the response_code it claims).
+
+    `still_to_sign`: the card's person has a task of their own not yet signed for (the officer's phone call
+    when the grid worker signed the visit): the card keeps its 签收 button beside 刷新."""
+    buttons = card.card.get("button_list", []) if still_to_sign and card.purpose == "assignee_card" else []
+    new_card = renderer.json(_CARD, card=card.card, status=status, buttons=buttons,
+                             refresh_key=REFRESH_KEY.format(id=i.id))
     body = {"userids": [card.userid], "agentid": agent_id, "template_card": new_card}
     # No rate bucket: an update changes a card the person has, it is not a message against their limits.
     message = OutboxMessage(UPDATE_PURPOSE, "app", card.userid, card.userid, body, (), RISK_PRIORITY[i.risk_level],

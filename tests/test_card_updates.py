@@ -62,16 +62,22 @@ async def test_a_sign_for_shows_on_every_card_and_the_clicked_one_keeps_its_code
     assert click["status"] == 200 and sim.card("liuhong", liu["task_id"])["replace_text"] == "已签收"  # passive
 
     theirs = await _shows(sim, "wangqiang", wang["task_id"], "已由 刘红 签收")
-    # The card keeps what it carried (the assignee needs the resident's phone), the old button is gone, 刷新 is there.
+    # The card keeps what it carried (the officer needs the resident's phone) and, as his own phone task is
+    # not signed for yet, its 签收 button beside 刷新.
     assert theirs["horizontal_content_list"] == sim.card("wangqiang", wang["task_id"])["horizontal_content_list"]
-    assert [b["text"] for b in theirs["button_list"]] == ["刷新"]
-    assert theirs["button_list"][0]["key"] == f"refresh:{number}"
+    assert [b["text"] for b in theirs["button_list"]] == ["签收", "刷新"]
+    assert theirs["button_list"][1]["key"] == f"refresh:{number}"
     (his_update,) = await _updates(sim_client, wang["task_id"])
     assert his_update["response_code"] == wang["response_code"] and his_update["body"]["userids"] == ["wangqiang"]
     # Hers says 已签收 through the passive reply alone: no call spends her click's code, kept for a later change.
     assert await _updates(sim_client, liu["task_id"]) == []
     mine = sim.card("liuhong", liu["task_id"])
     assert mine["main_title"] == original["main_title"] and mine["replace_text"] == "已签收"
+    # He signs for his phone task from the updated card.
+    his_click = await sim.click_card("wangqiang", wang["task_id"], f"ack:{number}", card_type="button_interaction")
+    assert his_click["status"] == 200 and sim.card("wangqiang", wang["task_id"])["replace_text"] == "已签收"
+    detail = await instruction_detail(bot, number)
+    assert {a["userid"] for a in detail["assignments"] if a["acked_at"]} == {"liuhong", "wangqiang"}
 
 
 async def test_report_and_close_reach_the_cards_that_have_codes_and_refresh_brings_the_rest(bot, sim, sim_client):
