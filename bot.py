@@ -199,7 +199,7 @@ async def _freeze_what_start_up_built(app: web.Application) -> None:
 def _simulator(args: argparse.Namespace) -> int:
     from bot.demo import seed_simulator
     from bot.logs import setup_logging
-    from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
+    from wecom_sim import Simulator, SimulatorConfig, create_simulator_app
 
     setup_logging("INFO", "text")
     try:

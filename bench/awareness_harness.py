@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import ClientSession
 
 from bot.config import Settings, parse_settings
-from bot.simulator import Simulator
+from wecom_sim import Simulator
 
 
 def bot_settings(sim: Simulator, api_base: str, database: str, directory: str, token: str,

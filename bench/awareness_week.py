@@ -30,8 +30,8 @@ from bot.app import create_app  # noqa: E402
 from bot.demo import seed_simulator  # noqa: E402
 from bot.directory import load_directory_file  # noqa: E402
 from bot.scheduler import SHANGHAI  # noqa: E402
-from bot.simulator import Simulator, SimulatorConfig, create_simulator_app  # noqa: E402
-from bot.simulator.clock import SimClock  # noqa: E402
+from wecom_sim import Simulator, SimulatorConfig, create_simulator_app  # noqa: E402
+from wecom_sim.clock import SimClock  # noqa: E402
 
 DISTRICT = ROOT / "demo" / "district.toml"
 TOKEN = "week-demo-token"

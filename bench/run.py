@@ -60,7 +60,7 @@ from bench.pipeline import (  # noqa: E402
     summary,
     wait_http,
 )
-from bot.simulator.callback_xml import card_event, fields, request_envelope  # noqa: E402
+from wecom_sim.callback_xml import card_event, fields, request_envelope  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 P99_LIMIT_MS = 100.0

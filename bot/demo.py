@@ -16,9 +16,9 @@ from bot.app import SERVICES, create_app
 from bot.config import Settings, load_settings
 from bot.directory import Directory, load_directory_file
 from bot.logs import setup_logging
-from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
 from bot.wecom.chats import set_up_chats
 from storage import open_storage
+from wecom_sim import Simulator, SimulatorConfig, create_simulator_app
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_CONFIG = DEMO_DIR / "config.toml"

@@ -16,11 +16,11 @@ from bot.app import SERVICES, create_app
 from bot.config import parse_settings
 from bot.demo import seed_simulator
 from bot.directory import load_directory_file
-from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
-from bot.simulator.clock import SimClock
 from tests.browser import chromium
 from tests.helpers import DISTRICT, TOKEN, create_chats_as_operator, free_port
 from tests.pg import drop_left_schemas, new_pg_schema
+from wecom_sim import Simulator, SimulatorConfig, create_simulator_app
+from wecom_sim.clock import SimClock
 
 BACKEND = os.environ.get("QUANZU_TEST_BACKEND", "sqlite")
 if BACKEND not in {"sqlite", "postgresql"}:

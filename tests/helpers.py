@@ -137,8 +137,8 @@ async def create_chats_as_operator(sim, sim_url: str, directory: Path = DISTRICT
     The simulator's counters then start from zero: tests count what the bot did, not the set-up."""
     from bot.config import WeComSettings
     from bot.directory import load_directory_file
-    from bot.simulator.records import Stats
     from bot.wecom.chats import set_up_chats
+    from wecom_sim.records import Stats
 
     c = sim.config
     settings = WeComSettings(corp_id=c.corp_id, corp_secret=c.corp_secret, agent_id=c.agent_id,

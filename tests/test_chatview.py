@@ -14,8 +14,8 @@ from defusedxml.ElementTree import fromstring
 from playwright.async_api import BrowserContext, Page, expect
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
-from bot.simulator.chatview.markup import plain_markdown, render_markdown, render_text
+from wecom_sim import Simulator, SimulatorConfig, create_simulator_app
+from wecom_sim.chatview.markup import plain_markdown, render_markdown, render_text
 
 GROUP = "station01"
 

@@ -19,7 +19,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.simulator import create_simulator_app
 from tests.helpers import (
     AUTH,
     create_chats_as_operator,
@@ -31,6 +30,7 @@ from tests.helpers import (
     sim_messages,
     start_bot_process,
 )
+from wecom_sim import create_simulator_app
 
 pytestmark = pytest.mark.postgresql_only  # several instances need PostgreSQL
 

@@ -211,7 +211,7 @@ async def test_logs_and_metrics_carry_no_personal_data_and_no_secrets(bot, sim, 
                *settings.api.tokens, *[t for t in sim.tokens._expiry]]
     formatter = JsonFormatter()
     lines = [formatter.format(r) for r in caplog.records
-             if not r.name.startswith(("bot.simulator", "aiohttp.access"))]  # the bot's own lines
+             if not r.name.startswith(("wecom_sim", "aiohttp.access"))]  # the bot's own lines
     assert any("refused" in line for line in lines) and any("token" in line for line in lines)
     print(f"access drill: {len(lines)} log lines at DEBUG scanned for {len(PERSONAL) + len(secrets)} values")
     for line in lines:

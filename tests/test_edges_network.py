@@ -20,8 +20,8 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot import logs, server
 from bot.app import create_app
-from bot.simulator.callback_xml import fields, request_envelope, text_message
 from tests.helpers import TOKEN, free_port, instruction, wait_state
+from wecom_sim.callback_xml import fields, request_envelope, text_message
 
 CRLF = b"\r\n"
 

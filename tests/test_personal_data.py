@@ -155,7 +155,7 @@ async def test_personal_data_reaches_no_group_log_or_metric(bot, sim, sim_client
     assert [(m["seq"], leaks(_content(m))) for m in groups if leaks(_content(m))] == []
 
     logged = [json.dumps({"msg": r.getMessage(), **{k: str(v) for k, v in r.__dict__.items()}}, ensure_ascii=False)
-              for r in caplog.records if not r.name.startswith("bot.simulator")]
+              for r in caplog.records if not r.name.startswith("wecom_sim")]
     assert len(logged) >= 20  # the bot did log its work (deliveries, escalations, the bulletin)
     assert [line[:300] for line in logged if leaks(line)] == []
 

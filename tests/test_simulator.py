@@ -12,8 +12,8 @@ from aiohttp import web
 from defusedxml.ElementTree import fromstring
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.simulator import SIMULATOR_KEY, SimClock, Simulator, SimulatorConfig, create_simulator_app
-from bot.simulator.callback_xml import template_card_from_xml
+from wecom_sim import SIMULATOR_KEY, SimClock, Simulator, SimulatorConfig, create_simulator_app
+from wecom_sim.callback_xml import template_card_from_xml
 
 START = 1_700_000_000.0
 PLACEHOLDER_CALLBACK = "http://127.0.0.1:9/wecom/callback"

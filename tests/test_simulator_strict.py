@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 
-from bot.simulator import SimClock, Simulator, SimulatorConfig, create_simulator_app
+from wecom_sim import SimClock, Simulator, SimulatorConfig, create_simulator_app
 
 START = 1_700_000_000.0
 CALLBACK = "http://bot.example.test:8443/wecom/callback"

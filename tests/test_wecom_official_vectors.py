@@ -29,8 +29,8 @@ from yarl import URL
 
 from bot.demo import seed_simulator
 from bot.directory import load_directory_file
-from bot.simulator import Simulator, SimulatorConfig, create_simulator_app
 from tests.helpers import DISTRICT, TOKEN, free_port, start_bot_process
+from wecom_sim import Simulator, SimulatorConfig, create_simulator_app
 
 # The sample app's settings (sample.go: token, encodingAeskey, receiverId).
 SAMPLE_TOKEN = "QDG6eK"
