@@ -6,13 +6,16 @@ from aiohttp import web
 
 from bot.app import SETTINGS
 from handlers import callback, campaigns, dashboard, directory, health, intake, openapi, roster
+from handlers.auth import api_token
 from handlers.errors import error_middleware
 from handlers.limits import body_limits
 
 
 def setup_routes(app: web.Application) -> None:
-    """The routes, and inside error_middleware (given at the app's creation) each route's body limits."""
+    """The routes, and inside error_middleware (given at the app's creation) each route's body limits and
+    the API's bearer token."""
     app.middlewares.append(body_limits)
+    app.middlewares.append(api_token)
     app.router.add_routes(intake.routes)
     app.router.add_routes(directory.routes)
     app.router.add_routes(health.routes)

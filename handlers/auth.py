@@ -1,4 +1,7 @@
-"""Bearer-token check for the center's API. Several tokens may be valid at once, so they rotate without downtime."""
+"""Bearer-token check for the center's API, one middleware for every /api/v1 route (its OpenAPI description
+aside). Several tokens may be valid at once, so they rotate without downtime. Checked before a body is
+read, and for paths that match no route too (an unknown path answers 401, not 404: no route map for the
+unauthenticated)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,15 @@ from aiohttp import web
 
 from bot.app import SETTINGS
 from handlers.responses import json_error
+
+_OPEN = frozenset({"/api/v1/openapi.json"})
+
+
+@web.middleware
+async def api_token(request: web.Request, handler) -> web.StreamResponse:
+    if request.path.startswith("/api/") and request.path not in _OPEN and (problem := token_problem(request)):
+        return problem
+    return await handler(request)
 
 
 def token_problem(request: web.Request) -> web.Response | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.app import SERVICES
-from handlers.auth import token_problem
 from handlers.responses import json_response
 
 routes = web.RouteTableDef()
@@ -13,8 +12,6 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/v1/directory")
 async def show(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
-        return problem
     directory = request.app[SERVICES].directory
     stations = [
         {

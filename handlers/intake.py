@@ -11,7 +11,6 @@ from bot.app import SERVICES
 from bot.deadlines import MILESTONE_LABELS
 from bot.policy import LADDER_LABELS
 from bot.render import SHANGHAI
-from handlers.auth import token_problem
 from handlers.inputs import path_id, read_json
 from handlers.responses import json_error, json_response
 from storage import Storage
@@ -21,8 +20,6 @@ routes = web.RouteTableDef()
 
 @routes.post("/api/v1/instructions")
 async def submit(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
-        return problem
     services = request.app[SERVICES]
     payload = await read_json(request, services.settings.api.max_body_bytes)
     if isinstance(payload, web.Response):
@@ -53,8 +50,6 @@ async def submit(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/instructions/{id}")
 async def show(request: web.Request) -> web.Response:
-    if problem := token_problem(request):
-        return problem
     instruction_id = path_id(request.match_info["id"])
     if instruction_id is None:
         return json_error(404, "指令编号必须是正整数")
