@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.app import SETTINGS
+from bot.services import SETTINGS
 from handlers import callback, campaigns, dashboard, directory, health, intake, openapi, roster
 from handlers.auth import api_token
 from handlers.errors import error_middleware

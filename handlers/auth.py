@@ -9,7 +9,7 @@ import hmac
 
 from aiohttp import web
 
-from bot.app import SETTINGS
+from bot.services import SETTINGS
 from handlers.responses import json_error
 
 _OPEN = frozenset({"/api/v1/openapi.json"})

@@ -13,8 +13,8 @@ import time
 
 from aiohttp import web
 
-from bot.app import SERVICES
 from bot.logs import client_warning
+from bot.services import SERVICES
 from bot.wecom.callbacks import CallbackRejected, text_reply, update_button_reply
 from handlers.responses import read_body
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.app import SERVICES
+from bot.services import SERVICES
 from handlers.responses import json_response
 
 routes = web.RouteTableDef()

@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from bot.app import SERVICES
+from bot.services import SERVICES
 from bot.wecom.check import SELF_CHECK
 
 routes = web.RouteTableDef()

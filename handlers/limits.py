@@ -14,7 +14,7 @@ import asyncio
 from aiohttp import web
 from aiohttp.streams import StreamReader
 
-from bot.app import SETTINGS
+from bot.services import SETTINGS
 from handlers.responses import BodyTimeout, too_large
 
 CALLBACK_MAX_BYTES = 64 * 1024  # WeCom's callbacks are a few KB

@@ -14,8 +14,8 @@ import re
 
 from aiohttp import web
 
-from bot.app import SETTINGS
 from bot.config import Settings
+from bot.services import SETTINGS
 
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.app import SERVICES
 from bot.roster import RosterError
+from bot.services import SERVICES
 from handlers.intake import iso
 from handlers.responses import json_error, json_response, read_body
 

@@ -20,7 +20,6 @@ import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from bot.app import CLOCK, SERVICES, SETTINGS
 from bot.config import ConfigError, Settings
 from bot.deadlines import MILESTONE_LABELS, STAGE_LABELS
 from bot.lifecycle import STATE_LABELS
@@ -29,6 +28,7 @@ from bot.masking import mask_id_number, mask_name, mask_phone
 from bot.models import RISK_LABELS
 from bot.render import TEMPLATES_DIR, beijing_time, format_duration, format_yuan
 from bot.reports.models import date_day
+from bot.services import CLOCK, SERVICES, SETTINGS
 from handlers.dashboard.access import Viewer, viewer_for
 from handlers.dashboard.passwords import PasswordChecker
 from handlers.dashboard.session import SESSION_COOKIE, Signer, load_or_create_secret, token_hash

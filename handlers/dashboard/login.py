@@ -15,8 +15,8 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from bot.app import SERVICES, SETTINGS
 from bot.logs import client_warning
+from bot.services import SERVICES, SETTINGS
 from bot.wecom import WeComError
 from handlers.dashboard.access import Viewer
 from handlers.dashboard.base import (
