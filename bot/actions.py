@@ -1,7 +1,8 @@
 """What people do to an instruction — sign, report, close, re-assign — with authorisation and audit.
 
 Every entry point (card button, chat command, API) comes through here; the state machine in
-bot.lifecycle decides what is possible, storage writes each action in one transaction with its audit
+bot.lifecycle (`transition`, the only place that decides what is possible and which state an action
+leads to) answers for every action, storage writes each action in one transaction with its audit
 event and the WeCom messages it causes, among them the updates of the cards it changes (bot/cards.py).
 """
 
@@ -15,17 +16,7 @@ from bot.cards import CardUpdate, ClickCode, StoredCard, card_status, card_updat
 from bot.deadlines import MILESTONE_LABELS, visit_deadlines
 from bot.directory import Person
 from bot.dispatch import Assignee, DispatchPlanner, phone_assignees, visit_assignees
-from bot.lifecycle import (
-    OPEN_STATES,
-    UNSIGNED_STATES,
-    VERBS,
-    VISIT_STATES,
-    Transition,
-    TransitionRefused,
-    already_signed,
-    plan,
-    report_target,
-)
+from bot.lifecycle import OPEN_STATES, VERBS, VISIT_STATES, Part, Transition, TransitionRefused, transition
 from bot.models import (
     RISK_PRIORITY,
     ROLE_LABELS,
@@ -86,21 +77,17 @@ class Actions:
     # -- entry points ----------------------------------------------------------------------
 
     async def ack(self, userid: str, instruction_id: int, channel: str, clicked: ClickCode | None = None) -> Outcome:
-        begun = await self._begin(userid, instruction_id, "ack", channel, check_state=False)
+        begun = await self._begin(userid, instruction_id, "ack", channel)
         if isinstance(begun, Outcome):
             return begun
-        i, person, _ = begun
+        i, person = begun
         task = await self._task(i, person)
+        moved = self._transition("ack", i, task.part())
+        if isinstance(moved, Outcome):
+            return moved
         now = self._clock()
-        fields: dict = {}
-        if i.state in UNSIGNED_STATES:
-            to_state, fields = "acknowledged", {"acked_at": now, "acked_by": userid}
-        elif i.state == "visit_required" and task.stage == "visit":
-            to_state = "visiting"
-        elif i.state in OPEN_STATES and task.mine is not None and task.mine.acked_at is None:
-            to_state = i.state  # another assignee signs their own task: recorded, the state stays
-        else:
-            return Outcome(False, already_signed(i.id, i.state))
+        to_state = moved.to_state
+        fields: dict = {"acked_at": now, "acked_by": userid} if moved.signs else {}
         elapsed = format_duration(now - i.received_at)
         timing = task.timing("ack", now, i)
         notice = self._renderer.macro(_NOTICES, "acked", i=i, who=self._who(person, i), elapsed=elapsed,
@@ -122,25 +109,28 @@ class Actions:
 
     async def report(self, userid: str, instruction_id: int, report: Report, channel: str,
                      clicked: ClickCode | None = None) -> Outcome:
-        begun = await self._begin(userid, instruction_id, "report", channel, report.outcome)
+        begun = await self._begin(userid, instruction_id, "report", channel)
         if isinstance(begun, Outcome):
             return begun
-        i, person, _ = begun
+        i, person = begun
         task = await self._task(i, person)
-        planner = self._planner()
-        policy = planner.policies[i.risk_level]
         now = self._clock()
+        visitors = self._visitors(i, now)
+        moved = self._transition("report", i, task.part(visitors_available=bool(visitors)), report.outcome)
+        if isinstance(moved, Outcome):
+            return moved
+        policy = self._planner().policies[i.risk_level]
         visit_exists = task.visit_exists
-        starts_visit = (task.stage == "phone" and not visit_exists and report.outcome in policy.visit_on)
-        visitors = self._visitors(i, now) if starts_visit else []
-        to_state = report_target(report.outcome, task.stage, visit_exists, task.visit_signed, bool(visitors))
+        to_state = moved.to_state
+        if not moved.starts_visit:
+            visitors = []
         fields = {
             "contact_method": report.method, "outcome": report.outcome, "loss_avoided": report.loss_avoided,
             "amount_lost": report.amount_lost, "outcome_note": report.note, "reported_at": now,
             "reported_by": userid,
         }
         events = []
-        if i.state in UNSIGNED_STATES:  # reporting counts as signing
+        if moved.signs:  # reporting counts as signing
             fields.update(acked_at=now, acked_by=userid)
             events.append(self._event("ack", person, channel, i.state, "acknowledged",
                                       {**task.timing("ack", now, i), "implicit": True, "stage": task.stage}))
@@ -180,18 +170,21 @@ class Actions:
         begun = await self._begin(userid, instruction_id, "close", channel)
         if isinstance(begun, Outcome):
             return begun
-        i, person, _ = begun
+        i, person = begun
+        moved = self._transition("close", i)
+        if isinstance(moved, Outcome):
+            return moved
         now = self._clock()
         fields: dict = {"closed_at": now, "closed_by": userid}
         if outcome:
             fields["outcome"] = outcome
         if note:
             fields["outcome_note"] = "；".join(filter(None, (i.outcome_note, note)))
-        closed = replace(i, state="closed", **fields)
+        closed = replace(i, state=moved.to_state, **fields)
         notice = self._renderer.macro(_NOTICES, "closed", i=closed, who=self._who(person, i),
                                       total=format_duration(now - i.received_at))
-        write = ActionWrite(i.id, i.state, "closed", fields=fields,
-                            events=[self._event("close", person, channel, i.state, "closed",
+        write = ActionWrite(i.id, i.state, moved.to_state, fields=fields,
+                            events=[self._event("close", person, channel, i.state, moved.to_state,
                                                 {"outcome": closed.outcome, "note": note})],
                             messages=[self._group_notice(i, notice)])
         if not await self._write(write, await self._card_updates(i, write)):
@@ -202,7 +195,10 @@ class Actions:
         begun = await self._begin(userid, instruction_id, "reassign", channel)
         if isinstance(begun, Outcome):
             return begun
-        i, person, _ = begun
+        i, person = begun
+        moved = self._transition("reassign", i)
+        if isinstance(moved, Outcome):
+            return moved
         target = self._planner().directory.people.get(to_userid)
         if target is None:
             return Outcome(False, f"通讯录中没有用户 {to_userid}，请核对用户ID（可在企业微信通讯录查看）。")
@@ -218,8 +214,8 @@ class Actions:
                                      due.get((stage, "ack"), self._clock()), later=True, now=self._clock())
         notice = self._renderer.macro(_NOTICES, "reassigned", i=i, who=self._who(person, i), to=who_to)
         write = ActionWrite(
-            i.id, i.state, i.state,
-            events=[self._event("reassign", person, channel, i.state, i.state,
+            i.id, i.state, moved.to_state,
+            events=[self._event("reassign", person, channel, i.state, moved.to_state,
                                 {"to": to_userid, "released": released})],
             messages=[card, self._group_notice(i, notice)],
             assign=[NewAssignment(to_userid, who_to.role_label, stage)],
@@ -259,9 +255,9 @@ class Actions:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _begin(self, userid: str, instruction_id: int, action: str, channel: str, outcome: str | None = None,
-                     check_state: bool = True) -> tuple[Instruction, Person, Transition | None] | Outcome:
-        """Load the instruction and the person, check the person may do action and the state allows it.
+    async def _begin(self, userid: str, instruction_id: int, action: str,
+                     channel: str) -> tuple[Instruction, Person] | Outcome:
+        """Load the instruction and the person and check the person may do action (_transition checks the state).
 
         Returns what the action needs, or the answer to give instead (refusals are audited).
         """
@@ -272,10 +268,13 @@ class Actions:
         allowed = self._may_manage(person, i) if action in ("close", "reassign") else await self._may_act(person, i)
         if not allowed:
             return await self._refuse(i, person, action, channel)
-        if not check_state:
-            return i, person, None
+        return i, person
+
+    def _transition(self, action: str, i: Instruction, part: Part | None = None,
+                    outcome: str | None = None) -> Transition | Outcome:
+        """What action does to the instruction (bot.lifecycle), or the refusal to give instead."""
         try:
-            return i, person, plan(action, i.id, i.state, outcome)
+            return transition(action, i.id, i.state, self._planner().policies[i.risk_level], part, outcome)
         except TransitionRefused as err:
             return Outcome(False, str(err))
 
@@ -479,6 +478,12 @@ class _Task:
     deadlines: dict[tuple[str, str], Deadline]
     visit_exists: bool
     visit_signed: bool
+
+    def part(self, visitors_available: bool = True) -> Part:
+        """This part as the state machine sees it."""
+        return Part(stage=self.stage, assigned=self.mine is not None,
+                    signed=self.mine is not None and self.mine.acked_at is not None, visit_exists=self.visit_exists,
+                    visit_signed=self.visit_signed, visitors_available=visitors_available)
 
     def timing(self, milestone: str, now: float, i: Instruction) -> dict:
         """How the action stands against its deadline, for the audit trail and the group notice."""

@@ -6,7 +6,8 @@ import pytest
 
 from bot.amounts import AmountError, parse_amount
 from bot.commands import CommandError, parse_report
-from bot.lifecycle import TransitionRefused, plan
+from bot.lifecycle import Part, TransitionRefused, transition
+from bot.policy import DEFAULT_POLICIES
 from bot.wecom.callbacks import CallbackRejected, CardEvent, OtherCallback, TextMessage, parse_callback
 
 
@@ -47,14 +48,22 @@ def test_report_words_in_any_order():
         ("ack", "dispatched", None, "acknowledged"),
         ("report", "dispatched", "劝阻成功", "resolved"),
         ("report", "acknowledged", "误报", "resolved"),
-        ("report", "acknowledged", "无法联系", "contacting"),
+        # The default policies send someone to the door after a failed call (the whole table:
+        # tests/test_lifecycle_table.py); with nobody to send, the phone stage goes on (below).
+        ("report", "acknowledged", "无法联系", "visit_required"),
         ("report", "contacting", "已被骗", "resolved"),
         ("close", "resolved", None, "closed"),
         ("reassign", "acknowledged", None, "acknowledged"),
     ],
 )
 def test_allowed_transitions(action, state, outcome, to_state):
-    assert plan(action, 7, state, outcome).to_state == to_state
+    assert transition(action, 7, state, DEFAULT_POLICIES["medium"], None, outcome).to_state == to_state
+
+
+def test_a_failed_call_with_nobody_to_send_keeps_the_phone_stage():
+    nobody = Part(assigned=True, signed=True, visitors_available=False)
+    assert transition("report", 7, "acknowledged", DEFAULT_POLICIES["medium"], nobody, "无法联系").to_state == \
+        "contacting"
 
 
 @pytest.mark.parametrize(
@@ -72,7 +81,7 @@ def test_allowed_transitions(action, state, outcome, to_state):
 )
 def test_refused_transitions_say_what_is_possible(action, state, message):
     with pytest.raises(TransitionRefused, match=message) as refused:
-        plan(action, 7, state)
+        transition(action, 7, state, DEFAULT_POLICIES["medium"])
     assert "#7" in str(refused.value)
 
 
