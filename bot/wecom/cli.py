@@ -44,16 +44,20 @@ async def check(config_path: str) -> int:
 
 async def create(config_path: str, code: str | None) -> int:
     """Create one chat (station or group code), or with no code every app chat of the directory not yet there."""
+    return await _each_chat(config_path, code, _create_one)
+
+
+async def _each_chat(config_path: str, code: str | None,
+                     act: Callable[[WeComClient, ChatPlan], Awaitable[bool]]) -> int:
+    """`act` on the chat a code names, or on every app chat of the directory; 1 if any failed, 2 for a bad code."""
     async def job(client: WeComClient, directory: Directory, settings: Settings) -> int:
         try:
             plans = [chat_plan(directory, code)] if code else app_chat_plans(directory)
         except ChatSetupError as err:
             print(f"错误：{err}")
             return 2
-        failures = 0
-        for plan in plans:
-            failures += not await _create_one(client, plan)
-        return 1 if failures else 0
+        results = [await act(client, plan) for plan in plans]
+        return 0 if all(results) else 1
 
     return await _with_client(config_path, job)
 
@@ -91,27 +95,20 @@ async def _already_there(client: WeComClient, plan: ChatPlan) -> bool:
 
 async def sync(config_path: str, code: str | None) -> int:
     """Bring one chat's members (or every app chat's) in line with the directory."""
-    async def job(client: WeComClient, directory: Directory, settings: Settings) -> int:
-        try:
-            plans = [chat_plan(directory, code)] if code else app_chat_plans(directory)
-        except ChatSetupError as err:
-            print(f"错误：{err}")
-            return 2
-        failures = 0
-        for plan in plans:
-            try:
-                diff = await sync_chat(client, plan)
-            except WeComError as err:
-                print(f"✗ 应用群聊{plan.label}：{operator_advice(err, 'appchat')}"
-                      + (f"；如群不存在，先运行 bot.py wecom create-chat {plan.group.code}" if err.errcode else ""))
-                failures += 1
-                continue
-            if not diff:
-                print(f"✓ 应用群聊{plan.label}的成员已与通讯录一致")
-                continue
-            print(f"✓ 应用群聊{plan.label}：加入 {len(diff.missing)} 人"
-                  + (f"（{', '.join(diff.missing)}）" if diff.missing else "")
-                  + f"，移出 {len(diff.extra)} 人" + (f"（{', '.join(diff.extra)}）" if diff.extra else ""))
-        return 1 if failures else 0
+    return await _each_chat(config_path, code, _sync_one)
 
-    return await _with_client(config_path, job)
+
+async def _sync_one(client: WeComClient, plan: ChatPlan) -> bool:
+    try:
+        diff = await sync_chat(client, plan)
+    except WeComError as err:
+        print(f"✗ 应用群聊{plan.label}：{operator_advice(err, 'appchat')}"
+              + (f"；如群不存在，先运行 bot.py wecom create-chat {plan.group.code}" if err.errcode else ""))
+        return False
+    if not diff:
+        print(f"✓ 应用群聊{plan.label}的成员已与通讯录一致")
+        return True
+    print(f"✓ 应用群聊{plan.label}：加入 {len(diff.missing)} 人"
+          + (f"（{', '.join(diff.missing)}）" if diff.missing else "")
+          + f"，移出 {len(diff.extra)} 人" + (f"（{', '.join(diff.extra)}）" if diff.extra else ""))
+    return True
