@@ -43,6 +43,13 @@ def instruction(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+async def submit(bot, **overrides: Any) -> int:
+    """POST one instruction (the sample with `overrides`) as the center does; its id, once accepted (202)."""
+    resp = await bot.post("/api/v1/instructions", json=instruction(**overrides), headers=AUTH)
+    assert resp.status == 202, await resp.text()
+    return (await resp.json())["id"]
+
+
 async def sim_messages(sim_client, **filters: str) -> list[dict[str, Any]]:
     """What the simulator recorded, through its inspection endpoint GET /_sim/messages."""
     resp = await sim_client.get("/_sim/messages", params=filters)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from bot import inbox
 from tests.helpers import (
-    AUTH,
     eventually,
-    instruction,
     instruction_detail,
     sim_messages,
+    submit,
     wait_detail,
     wait_for_messages,
     wait_state,
@@ -20,9 +19,7 @@ UPDATE = "message/update_template_card"
 
 
 async def _dispatched(bot, **overrides) -> int:
-    resp = await bot.post("/api/v1/instructions", json=instruction(**overrides), headers=AUTH)
-    assert resp.status == 202
-    number = (await resp.json())["id"]
+    number = await submit(bot, **overrides)
     await wait_state(bot, number, "dispatched")
     return number
 

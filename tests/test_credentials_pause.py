@@ -11,13 +11,12 @@ from bot.app import create_app
 from tests.awareness_helpers import run_now, wait_run
 from tests.conftest import services
 from tests.helpers import (
-    AUTH,
     eventually,
-    instruction,
     instruction_detail,
     markdown_text,
     run_cli,
     sim_messages,
+    submit,
     wait_for_messages,
     wait_state,
 )
@@ -25,10 +24,7 @@ from tests.helpers import (
 NEW_SECRET = "secret-reset-in-the-console"
 
 
-async def _submit(bot, **fields) -> int:
-    resp = await bot.post("/api/v1/instructions", json=instruction(**fields), headers=AUTH)
-    assert resp.status == 202
-    return (await resp.json())["id"]
+_submit = submit
 
 
 async def _health(bot) -> dict:

@@ -10,16 +10,13 @@ from tests.helpers import (
     instruction,
     instruction_detail,
     sim_messages,
+    submit,
     wait_detail,
     wait_for_messages,
     wait_state,
 )
 
-
-async def _submit(bot, **overrides) -> int:
-    resp = await bot.post("/api/v1/instructions", json=instruction(**overrides), headers=AUTH)
-    assert resp.status == 202, await resp.text()
-    return (await resp.json())["id"]
+_submit = submit
 
 
 # -- routing ---------------------------------------------------------------------------------------

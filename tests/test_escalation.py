@@ -12,7 +12,7 @@ import pytest
 
 from bot.app import create_app
 from tests.conftest import services
-from tests.helpers import AUTH, eventually, instruction, instruction_detail, sim_messages, wait_detail, wait_state
+from tests.helpers import eventually, instruction_detail, sim_messages, submit, wait_detail, wait_state
 
 MINUTE = 60
 
@@ -30,9 +30,7 @@ async def bot(aiohttp_client, sim, fast_settings):
 
 
 async def _submit(bot, **overrides) -> int:
-    resp = await bot.post("/api/v1/instructions", json=instruction(**overrides), headers=AUTH)
-    assert resp.status == 202
-    number = (await resp.json())["id"]
+    number = await submit(bot, **overrides)
     await wait_state(bot, number, "dispatched")
     return number
 

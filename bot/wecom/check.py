@@ -188,12 +188,16 @@ class SelfCheck:
         return list(self.report.problems) if self.report and not self.report.unreachable else []
 
     async def run(self, bound: float | None = None) -> CheckReport:
-        """Check once (within `bound` seconds if given) and log each problem."""
+        """Check once (within `bound` seconds if given) and log each problem; never raises: a check that
+        breaks is a reason in /healthz, not a bot that does not start."""
         try:
             async with asyncio.timeout(bound):
                 report = await run_check(self._client, self._directory)
         except TimeoutError:
             report = CheckReport(problems=["企业微信自检超时"], unreachable=True)
+        except Exception:
+            _LOGGER.exception("wecom self-check failed")
+            report = CheckReport(problems=["企业微信自检出错，详见日志"], unreachable=True)
         self.report = report
         self._ran_at = time.monotonic()
         if report.unreachable:
