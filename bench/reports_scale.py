@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.config import DatabaseSettings  # noqa: E402
-from bot.lifecycle import OPEN_STATES  # noqa: E402
 from bot.reports.figures import compute_figures  # noqa: E402
-from bot.reports.models import ReportFilter, day_number  # noqa: E402
 from bot.reports.periods import daily_period, weekly_period  # noqa: E402
 from bot.reports.synthetic import big_city, generate  # noqa: E402
+from domain.lifecycle import OPEN_STATES  # noqa: E402
+from domain.reports import ReportFilter, day_number  # noqa: E402
 from storage import open_storage  # noqa: E402
 from storage.reports_sql import insert_history_sync  # noqa: E402
 

@@ -12,12 +12,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from bot.cards import CardUpdate, ClickCode, StoredCard, card_status, card_update
-from bot.deadlines import MILESTONE_LABELS, visit_deadlines
-from bot.directory import Person
+from bot.cards import card_status, card_update
 from bot.dispatch import Assignee, DispatchPlanner, phone_assignees, visit_assignees
-from bot.lifecycle import OPEN_STATES, VERBS, VISIT_STATES, Part, Transition, TransitionRefused, transition
-from bot.models import (
+from bot.render import Renderer, format_duration
+from domain.cards import CardUpdate, ClickCode, StoredCard
+from domain.deadlines import MILESTONE_LABELS, visit_deadlines
+from domain.directory import Person
+from domain.lifecycle import OPEN_STATES, VERBS, VISIT_STATES, Part, Transition, TransitionRefused, transition
+from domain.models import (
     RISK_PRIORITY,
     ROLE_LABELS,
     ActionWrite,
@@ -30,8 +32,7 @@ from bot.models import (
     OutboxMessage,
     Settlement,
 )
-from bot.policy import Policy
-from bot.render import Renderer, format_duration
+from domain.policy import Policy
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 
 from bot.actions import Actions, Outcome, Report
-from bot.amounts import AmountError, parse_amount
-from bot.lifecycle import CONTACT_METHODS, OUTCOMES
 from bot.render import Renderer
+from domain.amounts import AmountError, parse_amount
+from domain.lifecycle import CONTACT_METHODS, OUTCOMES
 
 _ID = re.compile(r"^[#＃]?(\d{1,12})$")
 _OUTCOME_ALIASES = {

@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from bot.awareness.settings import AwarenessSettings, parse_awareness
-from bot.policy import DEFAULT_POLICIES, Policy, parse_duration, parse_policies
+from domain.policy import DEFAULT_POLICIES, Policy, parse_duration, parse_policies
 
 REAL_WECOM_API = "https://qyapi.weixin.qq.com/cgi-bin/"
 REAL_OAUTH_AUTHORIZE = "https://open.weixin.qq.com/connect/oauth2/authorize"

@@ -14,9 +14,10 @@ from aiohttp import web
 from bot import server
 from bot.app import SERVICES, create_app
 from bot.config import Settings, load_settings
-from bot.directory import Directory, load_directory_file
+from bot.directory import load_directory_file
 from bot.logs import setup_logging
 from bot.wecom.chats import set_up_chats
+from domain.directory import Directory
 from storage import open_storage
 from wecom_sim import Simulator, SimulatorConfig, create_simulator_app
 

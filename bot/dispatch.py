@@ -7,9 +7,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from bot.deadlines import STAGE_LABELS, phone_deadlines, visit_deadlines
-from bot.directory import ChatGroup, Directory, Person
-from bot.models import (
+from bot.render import Renderer, fit_bytes
+from domain.deadlines import STAGE_LABELS, phone_deadlines, visit_deadlines
+from domain.directory import ChatGroup, Directory, Person
+from domain.models import (
     RISK_LABELS,
     RISK_PRIORITY,
     ROLE_LABELS,
@@ -20,9 +21,8 @@ from bot.models import (
     NewInstruction,
     OutboxMessage,
 )
-from bot.policy import DEFAULT_POLICIES, Policy
-from bot.render import Renderer, fit_bytes
-from bot.roster import RosterBook
+from domain.policy import DEFAULT_POLICIES, Policy
+from domain.roster import RosterBook
 
 # WeCom's markdown limits in UTF-8 bytes: app and app-chat messages 2048, group robots 4096.
 MARKDOWN_LIMITS = {"app": 2048, "appchat": 2048, "webhook": 4096}

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import EscalationSettings
-from bot.deadlines import MILESTONE_LABELS, MILESTONE_ORDER, OVERDUE_LABELS
-from bot.directory import Person
 from bot.dispatch import DispatchPlanner
-from bot.models import RISK_PRIORITY, AuditEvent, Deadline, Instruction, OutboxMessage, Timer
 from bot.render import Renderer
-from bot.roster import RosterBook, parse_roster_csv, summarise
+from bot.roster import parse_roster_csv, summarise
+from domain.deadlines import MILESTONE_LABELS, MILESTONE_ORDER, OVERDUE_LABELS
+from domain.directory import Person
+from domain.models import RISK_PRIORITY, AuditEvent, Deadline, Instruction, OutboxMessage, Timer
+from domain.roster import RosterBook
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.actions import Actions, Outcome, Report
-from bot.cards import ClickCode
 from bot.commands import Commands
 from bot.dispatch import DispatchPlanner
-from bot.lifecycle import METHOD_OPTIONS, OUTCOME_OPTIONS
-from bot.models import OutboxMessage
 from bot.render import fit_bytes
 from bot.wecom.callbacks import Callback, CardEvent, OtherCallback, TextMessage, parse_callback
+from domain.cards import ClickCode
+from domain.lifecycle import METHOD_OPTIONS, OUTCOME_OPTIONS
+from domain.models import OutboxMessage
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)

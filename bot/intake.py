@@ -8,8 +8,8 @@ from typing import Any
 
 from bot.dispatch import DispatchPlanner
 from bot.metrics import Metrics
-from bot.models import AcceptResult, NewInstruction, OutboxRow
 from bot.validation import validate_instruction
+from domain.models import AcceptResult, NewInstruction, OutboxRow
 from storage import Storage
 
 

@@ -41,18 +41,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from bot.cards import UPDATE_PURPOSE
 from bot.config import DeliverySettings
-from bot.directory import ChatGroup, Directory
 from bot.dispatch import DispatchPlanner
 from bot.metrics import Metrics
-from bot.models import RISK_LABELS, OutboxRow
 from bot.outage import NOTICE_AFTER, Breaker, Recovery, is_outage_failure
 from bot.ratelimit import SendLimiter
 from bot.render import Renderer
 from bot.wecom import WeComClient, WeComError, WeComRejected, WeComRetryable, WeComTokenError
 from bot.wecom.client import invalid_users
 from bot.wecom.errors import TOKEN_CHANNELS, WeComRateLimited, operator_advice, pause_scope
+from domain.cards import UPDATE_PURPOSE
+from domain.directory import ChatGroup, Directory
+from domain.models import RISK_LABELS, OutboxRow
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from bot.lifecycle import ACTION_LABELS, STATE_LABELS
-from bot.masking import group_context, group_view, mask_id_number, mask_name, mask_phone, redact
-from bot.models import RISK_LABELS
+from domain.lifecycle import ACTION_LABELS, STATE_LABELS
+from domain.masking import group_context, group_view, mask_id_number, mask_name, mask_phone, redact
+from domain.models import RISK_LABELS
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 # Templates whose text goes to group chats. Their instruction `i` is replaced by its group view and every

@@ -11,7 +11,8 @@ import time
 
 from bot.config import load_settings
 from bot.directory import load_directory_file
-from bot.roster import RosterBook, RosterError, parse_roster_csv, summarise
+from bot.roster import RosterError, parse_roster_csv, summarise
+from domain.roster import RosterBook
 from storage import open_storage
 
 

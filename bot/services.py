@@ -18,7 +18,7 @@ from bot.awareness.service import AWARENESS, AwarenessService
 from bot.cluster import Cluster
 from bot.commands import Commands
 from bot.config import Settings
-from bot.directory import Directory, load_directory_file
+from bot.directory import load_directory_file
 from bot.dispatch import DispatchPlanner
 from bot.escalation import Escalations
 from bot.inbox import Inbox
@@ -31,6 +31,7 @@ from bot.scheduler import Scheduler
 from bot.wecom import WeComClient
 from bot.wecom.callbacks import CallbackCrypto
 from bot.wecom.check import SELF_CHECK, SelfCheck
+from domain.directory import Directory
 from storage import Storage, open_storage
 
 _LOGGER = logging.getLogger(__name__)

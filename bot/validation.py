@@ -13,8 +13,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.models import RISK_LEVELS, NewInstruction, Target
 from bot.render import SHANGHAI
+from domain.models import RISK_LEVELS, NewInstruction, Target
 
 WARNING_TYPES = ("涉诈来电", "资金预警", "涉诈APP", "涉诈短信", "涉诈网址", "其他")
 _INSTRUCTION_NO = re.compile(r"^[0-9A-Za-z_\-:.]{1,64}$")

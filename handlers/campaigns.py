@@ -10,9 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from bot.awareness.service import AWARENESS, AwarenessService
-from bot.awareness.settings import Campaign, parse_campaign
+from bot.awareness.settings import parse_campaign
 from bot.awareness.views import campaign_view, log_view, preview_view, run_view
 from bot.services import SERVICES
+from domain.awareness import Campaign
 from handlers.inputs import path_id, read_json
 from handlers.responses import json_error, json_response
 

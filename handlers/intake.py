@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.deadlines import MILESTONE_LABELS
-from bot.policy import LADDER_LABELS
 from bot.render import SHANGHAI
 from bot.services import SERVICES
+from domain.deadlines import MILESTONE_LABELS
+from domain.policy import LADDER_LABELS
 from handlers.inputs import path_id, read_json
 from handlers.responses import json_error, json_response
 from storage import Storage

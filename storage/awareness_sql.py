@@ -6,10 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from bot.awareness.models import AwaitingTask, GroupHistory, RunPlan, StoredCampaign
-from bot.awareness.settings import Campaign, parse_campaign
-from bot.directory import ResidentGroup
-from bot.models import OutboxMessage
+from domain.awareness import AwaitingTask, Campaign, GroupHistory, RunPlan, StoredCampaign
+from domain.directory import ResidentGroup
+from domain.models import OutboxMessage
 from storage.engines import Session
 
 # A group's delivery state in a run, from its outbox row and (customer groups) WeCom's send result.
@@ -273,4 +272,4 @@ async def _advance(db: Session, name: str, expected_last: float | None, new_last
 
 
 def _stored(r: Any) -> StoredCampaign:
-    return StoredCampaign(parse_campaign(json.loads(r["definition"])), r["source"], r["last_slot"], r["updated_at"])
+    return StoredCampaign(Campaign.from_dict(json.loads(r["definition"])), r["source"], r["last_slot"], r["updated_at"])

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from bot.awareness.models import AwaitingTask, GroupHistory, RunPlan, StoredCampaign
-from bot.awareness.settings import Campaign
-from bot.cards import CardUpdate, ClickCode, StoredCard
-from bot.directory import Directory, ResidentGroup
-from bot.models import (
+from domain.awareness import AwaitingTask, Campaign, GroupHistory, RunPlan, StoredCampaign
+from domain.cards import CardUpdate, ClickCode, StoredCard
+from domain.directory import Directory, ResidentGroup
+from domain.models import (
     AcceptResult,
     ActionWrite,
     Assignment,
@@ -22,8 +21,8 @@ from bot.models import (
     OutboxRow,
     Timer,
 )
-from bot.reports.models import Board, BoardRow, FactGroup, OverdueItem, ReportFilter
-from bot.roster import Shift
+from domain.reports import Board, BoardRow, FactGroup, OverdueItem, ReportFilter
+from domain.roster import Shift
 
 # Given the stored instruction, say what to send and what to record. Runs inside the intake
 # transaction, so it must be pure: no I/O.

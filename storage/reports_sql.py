@@ -14,17 +14,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from bot.models import OutboxMessage
-from bot.reports.models import (
+from domain.models import OutboxMessage
+from domain.reports import (
     GROUPINGS,
     Board,
     BoardRow,
     FactGroup,
+    History,
     OverdueItem,
     ReportFilter,
     day_start,
 )
-from bot.reports.synthetic import History
 
 _BOARD_COLUMNS = (
     "i.id, i.instruction_no, i.received_at, i.risk_level, i.fraud_type, i.warning_type, i.routed_station,"

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from bot.cards import CARD_PURPOSES, CODE_MARGIN, CODE_TTL, UPDATE_PURPOSE, CardUpdate, ClickCode, StoredCard
-from bot.directory import ChatGroup, Directory, Grid, Person, Station
-from bot.lifecycle import OPEN_STATES
-from bot.models import (
+from domain.cards import CARD_PURPOSES, CODE_MARGIN, CODE_TTL, UPDATE_PURPOSE, CardUpdate, ClickCode, StoredCard
+from domain.directory import ChatGroup, Directory, Grid, Person, Station
+from domain.lifecycle import OPEN_STATES
+from domain.models import (
     ACTION_FIELDS,
     AcceptResult,
     ActionWrite,
@@ -36,7 +36,7 @@ from bot.models import (
     Target,
     Timer,
 )
-from bot.roster import Shift
+from domain.roster import Shift
 from storage.awareness_sql import AwarenessSQL
 from storage.base import DispatchPlanner
 from storage.engines import Engine, Reader, Session

@@ -6,15 +6,16 @@ from datetime import datetime
 
 import pytest
 
-from bot.awareness.library import AUDIENCES, FRAUD_TYPES, MAX_BODY, Item, Library, load_library
-from bot.awareness.models import GroupHistory
+from bot.awareness.library import FRAUD_TYPES, MAX_BODY, load_library
 from bot.awareness.planning import choose
 from bot.awareness.schedule import due
 from bot.awareness.settings import DEFAULT_LIBRARY, AwarenessConfigError, crontab_trigger, parse_campaign
 from bot.config import ConfigError, parse_settings
-from bot.directory import DirectoryError, ResidentGroup, parse_directory
+from bot.directory import DirectoryError, parse_directory
 from bot.ratelimit import SendLimiter, quiet_until
 from bot.scheduler import SHANGHAI
+from domain.awareness import AUDIENCES, GroupHistory, Item, Library
+from domain.directory import ResidentGroup
 
 LIBRARY = load_library(DEFAULT_LIBRARY)
 

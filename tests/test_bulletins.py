@@ -11,9 +11,8 @@ from bot.config import BulletinSettings, DatabaseSettings
 from bot.render import Renderer
 from bot.reports.bulletin import bulletin_parts
 from bot.reports.figures import compute_figures
-from bot.reports.models import date_day, day_number, day_start
 from bot.reports.periods import daily_period, due_daily, due_weekly, weekly_period
-from bot.reports.synthetic import History
+from domain.reports import History, date_day, day_number, day_start
 from storage import open_storage
 from tests.conftest import services
 from tests.helpers import AUTH, eventually, instruction, sim_messages, wait_state
@@ -103,7 +102,7 @@ async def test_a_long_bulletin_is_split_within_the_byte_limit_and_links_to_the_d
     for n in range(1, 121):
         _seed(h, n, MIDNIGHT + n * 300, sign=None, open_deadline=True, state="dispatched")
     await store.insert_history(h)
-    from bot.directory import Directory, Station
+    from domain.directory import Directory, Station
 
     directory = Directory(stations={f"S{n:03d}": Station(f"S{n:03d}", f"第{n}派出所", None, None, None)
                                     for n in range(150)})

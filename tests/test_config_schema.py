@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from bot.config import ConfigError, Settings, parse_settings
-from bot.policy import DEFAULT_POLICIES
+from domain.policy import DEFAULT_POLICIES
 from tests.helpers import ROOT
 
 _KEY = re.compile(r"^(?:# )?([a-z_]+) = ", re.MULTILINE)

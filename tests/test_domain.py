@@ -6,9 +6,9 @@ import pytest
 
 from bot.config import ConfigError, parse_settings
 from bot.directory import DirectoryError, load_directory_file, parse_directory
-from bot.masking import mask_id_number, mask_name, mask_phone
 from bot.ratelimit import SendLimiter
 from bot.render import fit_bytes, format_yuan
+from domain.masking import mask_id_number, mask_name, mask_phone
 from tests.helpers import DISTRICT
 
 

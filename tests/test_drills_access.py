@@ -235,8 +235,8 @@ async def _new_failing(bot) -> None:
 
 
 def test_staff_notes_are_redacted_for_group_chats():
-    from bot.masking import redact
-    from bot.models import Target
+    from domain.masking import redact
+    from domain.models import Target
 
     target = Target("唐小明", "13812348000", "500101195901011234", "东门社区", 67)
     note = "唐小明（13812348000，500101195901011234）已醒悟；其子唐大明 13900001111 在场，身份证 11010519491231002X"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bot.amounts import AmountError, parse_amount
 from bot.commands import CommandError, parse_report
-from bot.lifecycle import Part, TransitionRefused, transition
-from bot.policy import DEFAULT_POLICIES
 from bot.wecom.callbacks import CallbackRejected, CardEvent, OtherCallback, TextMessage, parse_callback
+from domain.amounts import AmountError, parse_amount
+from domain.lifecycle import Part, TransitionRefused, transition
+from domain.policy import DEFAULT_POLICIES
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,17 @@
-"""The floor plan, held by the imports: no cycles; the edges (handlers/) are imported only by the application
-factory; storage never reaches up into the services beyond the pure modules it is allowed today."""
+"""The floor plan, held by the imports: edges (handlers/) → services (bot/) → storage (storage/) → domain
+(domain/). No cycles; the edges are imported only by the application factory; storage imports nothing of the
+project but the domain; the domain imports nothing but itself and the standard library."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 from tests.helpers import ROOT
 
-_PACKAGES = ("bot", "handlers", "storage", "wecom_sim")
-# What storage/ may import from bot/: models and pure rules. The renovation moves these into a domain package
-# of their own; this list may shrink, never grow.
-_STORAGE_MAY_IMPORT = {
-    "bot.awareness.models", "bot.awareness.settings", "bot.cards", "bot.config", "bot.directory", "bot.lifecycle",
-    "bot.models", "bot.reports.models", "bot.reports.synthetic", "bot.roster",
-}
+_PACKAGES = ("bot", "domain", "handlers", "storage", "wecom_sim")
 
 
 def _modules() -> dict[str, Path]:
@@ -100,11 +96,34 @@ def test_the_edges_are_imported_only_by_the_application_factory():
     assert importers == {"bot.app"}
 
 
-def test_storage_reaches_into_the_services_only_for_the_pure_modules_it_may_use():
+def test_storage_depends_only_on_the_domain():
     graph = _graph()
     reached = {t for name, targets in graph.items() if name.startswith("storage") for t in targets
-               if t.split(".")[0] in ("bot", "handlers", "wecom_sim")}
-    assert reached <= _STORAGE_MAY_IMPORT, reached - _STORAGE_MAY_IMPORT
+               if not t.startswith("storage")}
+    assert reached
+    assert {t.split(".")[0] for t in reached} == {"domain"}, reached
+
+
+def _third_party(path: Path) -> set[str]:
+    """Top-level modules a file imports that are neither the standard library nor the project."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+        found.update(n.split(".")[0] for n in names)
+    return {n for n in found if n not in sys.stdlib_module_names and n not in ("__future__", *_PACKAGES)}
+
+
+def test_the_domain_is_pure():
+    graph = _graph()
+    domain = {name: path for name, path in _modules().items() if name.startswith("domain")}
+    assert len(domain) > 5
+    for name in domain:
+        assert {t for t in graph.get(name, ()) if not t.startswith("domain")} == set(), name
+    assert {name: _third_party(path) for name, path in domain.items() if _third_party(path)} == {}
+    # and I/O: the domain opens no files and sockets
+    assert [name for name, path in domain.items()
+            if any(word in path.read_text(encoding="utf-8") for word in ("open(", "socket", "asyncio"))] == []
 
 
 def test_the_simulator_imports_nothing_of_the_service():

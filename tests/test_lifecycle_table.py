@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.lifecycle import ACTIONS, OUTCOMES, STATE_LABELS, Part, TransitionRefused, transition
-from bot.policy import DEFAULT_POLICIES
+from domain.lifecycle import ACTIONS, OUTCOMES, STATE_LABELS, Part, TransitionRefused, transition
+from domain.policy import DEFAULT_POLICIES
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.app import create_app
-from bot.masking import redact
-from bot.models import Target
 from bot.render import GROUP_TEMPLATES, PERSONAL_TEMPLATES, TEMPLATES_DIR
-from bot.reports.models import day_number, day_start
+from domain.masking import redact
+from domain.models import Target
+from domain.reports import day_number, day_start
 from tests.conftest import services
 from tests.helpers import AUTH, eventually, instruction, instruction_detail, sim_messages, wait_state
 

@@ -15,7 +15,7 @@ import pytest
 
 from bot.demo import seed_history
 from bot.directory import load_directory_file
-from bot.models import OutboxMessage
+from domain.models import OutboxMessage
 from storage.pg_migrations import migrate
 from storage.sqlite import SQLiteStorage, migrations
 from storage.transfer import CopyReport, TransferError, _row_differences, copy_sqlite_to_postgres

@@ -12,7 +12,8 @@ import pytest
 from bot.app import create_app
 from bot.directory import load_directory_file, parse_directory
 from bot.render import SHANGHAI
-from bot.roster import RosterBook, RosterError, parse_roster_csv
+from bot.roster import RosterError, parse_roster_csv
+from domain.roster import RosterBook
 from tests.conftest import services
 from tests.helpers import AUTH, DISTRICT, ROOT, eventually, instruction, sim_messages, wait_state
 

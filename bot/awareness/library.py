@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import read_toml
+from domain.awareness import AUDIENCES, Item, Library
 
 # The fraud types the center's platform names in instructions (fraud_type), plus 通用 for tips
 # that fit every type. Items of other types are refused so that a typo cannot hide an item from
@@ -15,8 +14,6 @@ FRAUD_TYPES = (
     "刷单返利", "虚假投资理财", "虚假网络贷款", "冒充电商物流客服", "冒充公检法", "虚假征信",
     "网络游戏虚假交易", "网络婚恋交友", "冒充领导熟人", "虚假购物服务", "冒充军警购物", "共享屏幕", "通用",
 )
-EVERYONE = "全体"
-AUDIENCES = (EVERYONE, "老年人", "学生", "宝妈", "青年", "企业财务", "个体商户")
 MAX_TITLE = 30  # characters
 MAX_BODY = 160  # characters: one phone screen with the title and the closing line
 
@@ -25,33 +22,6 @@ class LibraryError(ValueError):
     """The library file is inconsistent; the message names the item and key."""
 
 
-@dataclass(frozen=True)
-class Item:
-    id: str
-    fraud_type: str
-    audiences: tuple[str, ...]
-    title: str
-    body: str
-    footer: bool = True
-
-    def fits(self, tags: Iterable[str]) -> bool:
-        """Whether this item is written for a group with these audience tags (untagged groups: anything)."""
-        tags = [t for t in tags if t in AUDIENCES]
-        return not tags or EVERYONE in self.audiences or any(t in self.audiences for t in tags)
-
-
-class Library:
-    """The items in file order; looked up by id, filtered by audience and fraud type."""
-
-    def __init__(self, items: Iterable[Item]) -> None:
-        self.items = tuple(items)
-        self.by_id = {item.id: item for item in self.items}
-
-    def pool(self, tags: Iterable[str], fraud_types: Iterable[str] = ()) -> list[Item]:
-        """Items for a group with these tags, optionally only of the given fraud types."""
-        tags = tuple(tags)
-        types = set(fraud_types)
-        return [i for i in self.items if i.fits(tags) and (not types or i.fraud_type in types)]
 
 
 def load_library(path: str | Path) -> Library:

@@ -5,13 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-from bot.awareness.library import Item, Library
-from bot.awareness.models import AWARENESS_PRIORITY, AWARENESS_PURPOSE, GroupHistory, Push, RunPlan, Target
-from bot.awareness.settings import Campaign
-from bot.directory import ResidentGroup
-from bot.models import OutboxMessage
 from bot.render import Renderer, fit_bytes
 from bot.scheduler import SHANGHAI
+from domain.awareness import (
+    AWARENESS_PRIORITY,
+    AWARENESS_PURPOSE,
+    Campaign,
+    GroupHistory,
+    Item,
+    Library,
+    Push,
+    RunPlan,
+    Target,
+)
+from domain.directory import ResidentGroup
+from domain.models import OutboxMessage
 
 # WeCom's limits for what one push can carry (UTF-8 bytes) and for one add_msg_template call.
 _ROBOT_MARKDOWN = 4096

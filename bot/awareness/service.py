@@ -17,17 +17,17 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.awareness.library import Library, load_library
-from bot.awareness.models import AWARENESS_PRIORITY, AwaitingTask, RunPlan, StoredCampaign
+from bot.awareness.library import load_library
 from bot.awareness.planning import describe_slot, plan_run
 from bot.awareness.schedule import due
-from bot.awareness.settings import Campaign
+from bot.awareness.settings import campaign_trigger
 from bot.config import Settings
-from bot.directory import ResidentGroup
 from bot.dispatch import DispatchPlanner
-from bot.models import OutboxMessage
 from bot.render import Renderer
 from bot.wecom import WeComClient, WeComError
+from domain.awareness import AWARENESS_PRIORITY, AwaitingTask, Campaign, Library, RunPlan, StoredCampaign
+from domain.directory import ResidentGroup
+from domain.models import OutboxMessage
 from storage import Storage
 
 _LOGGER = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class AwarenessService:
         now = self._clock()
         for stored in await self._storage.campaigns():
             c = stored.campaign
-            trigger = c.trigger()
+            trigger = campaign_trigger(c)
             if not c.enabled or trigger is None:
                 continue
             if stored.last_slot is None:

@@ -7,15 +7,15 @@ ValueError) naming the key, which bot.config turns into its ConfigError.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.scheduler import crontab_trigger
+from domain.awareness import CHANNELS, Audience, Campaign
 
-CHANNELS = ("customer_group", "webhook", "app")
 SELECTIONS = ("fixed", "rotation", "trend")
 DEFAULT_LIBRARY = Path(__file__).resolve().parent.parent.parent / "templates" / "awareness" / "library.toml"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -26,40 +26,9 @@ class AwarenessConfigError(ValueError):
     """A campaign or [awareness] key is wrong; the message names it."""
 
 
-@dataclass(frozen=True)
-class Audience:
-    """Which residents' groups a campaign reaches. Empty lists do not filter; filters combine with AND."""
-
-    stations: tuple[str, ...] = ()
-    communities: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Campaign:
-    name: str
-    title: str
-    schedule: str  # crontab in Asia/Shanghai; "" = only run by hand
-    selection: str  # fixed | rotation | trend
-    audience: Audience = field(default_factory=Audience)
-    channels: tuple[str, ...] = CHANNELS
-    item: str | None = None  # the item of a fixed campaign
-    fraud_types: tuple[str, ...] = ()  # narrows the pool of rotation and trend campaigns
-    trend_days: int = 7
-    quiet_hours: str = "21:30-08:00"  # "" = none
-    urgent: bool = False  # urgent campaigns ignore quiet hours
-    enabled: bool = True
-
-    def trigger(self) -> CronTrigger | None:
-        return crontab_trigger(self.schedule) if self.schedule else None
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["audience"] = {k: list(v) for k, v in data["audience"].items()}
-        for key in ("channels", "fraud_types"):
-            data[key] = list(data[key])
-        return data
+def campaign_trigger(campaign: Campaign) -> CronTrigger | None:
+    """When a campaign runs by itself; None for one run only by hand."""
+    return crontab_trigger(campaign.schedule) if campaign.schedule else None
 
 
 @dataclass(frozen=True)
@@ -149,8 +118,6 @@ def parse_campaign(raw: Any, where: str = "campaign", *, trend_days: int = 7,
         urgent=_bool(raw, "urgent", where, False),
         enabled=_bool(raw, "enabled", where, True),
     )
-
-
 
 
 def quiet_bounds(spec: str) -> tuple[int, int] | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.awareness.models import RunPlan, StoredCampaign
 from bot.awareness.schedule import next_slot
+from bot.awareness.settings import campaign_trigger
 from bot.scheduler import SHANGHAI
+from domain.awareness import RunPlan, StoredCampaign
 
 STATE_LABELS = {
     "sent": "已送达", "awaiting_confirmation": "待员工确认群发", "pending": "排队中", "failed": "失败",
@@ -20,7 +21,7 @@ def iso(epoch: float | None) -> str | None:
 
 def campaign_view(stored: StoredCampaign, now: float) -> dict[str, Any]:
     c = stored.campaign
-    upcoming = next_slot(c.trigger(), stored.last_slot, now) if c.enabled else None
+    upcoming = next_slot(campaign_trigger(c), stored.last_slot, now) if c.enabled else None
     return {
         **c.as_dict(), "source": stored.source, "last_slot": iso(stored.last_slot), "next_run": iso(upcoming),
     }

@@ -17,18 +17,18 @@ from dataclasses import replace
 from urllib.parse import urlencode
 
 from bot.config import WEEKDAYS, BulletinSettings
-from bot.deadlines import OVERDUE_LABELS
-from bot.directory import ChatGroup, Directory
 from bot.dispatch import MARKDOWN_LIMITS, DispatchPlanner
-from bot.masking import redact
-from bot.models import OutboxMessage
 from bot.render import Renderer, fit_bytes
 from bot.reports import charts
 from bot.reports.figures import Figures, compute_figures
-from bot.reports.models import day_date
 from bot.reports.periods import Period, due_daily, due_weekly
 from bot.scheduler import Scheduler
 from bot.wecom import WeComClient, WeComError
+from domain.deadlines import OVERDUE_LABELS
+from domain.directory import ChatGroup, Directory
+from domain.masking import redact
+from domain.models import OutboxMessage
+from domain.reports import day_date
 
 _LOGGER = logging.getLogger(__name__)
 _TEMPLATE = "wecom/bulletin.md.j2"

@@ -18,7 +18,7 @@ from html import escape
 from pathlib import Path
 
 from bot.reports.figures import Figures
-from bot.reports.models import day_date
+from domain.reports import day_date
 
 _LOGGER = logging.getLogger(__name__)
 BLUE, GREEN, GREY, INK = "#3b7ddd", "#2f9e6b", "#d0d4da", "#333333"

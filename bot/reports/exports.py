@@ -22,12 +22,12 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 
-from bot.lifecycle import STATE_LABELS
-from bot.masking import mask_name, mask_phone
-from bot.models import RISK_LABELS
 from bot.render import beijing_time
 from bot.reports.figures import Figures
-from bot.reports.models import BoardRow, day_date
+from domain.lifecycle import STATE_LABELS
+from domain.masking import mask_name, mask_phone
+from domain.models import RISK_LABELS
+from domain.reports import BoardRow, day_date
 
 Table = tuple[str, list[str], list[list[Any]]]
 # What makes a spreadsheet read a text as a formula: = + - @ (and the full-width forms East Asian input

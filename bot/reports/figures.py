@@ -18,9 +18,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from bot.lifecycle import OUTCOMES
-from bot.reports.models import FactGroup, OverdueItem, Percentiles, ReportFilter
 from bot.reports.periods import Period
+from domain.lifecycle import OUTCOMES
+from domain.reports import FactGroup, OverdueItem, Percentiles, ReportFilter
 
 NO_OUTCOME = "未反馈"
 

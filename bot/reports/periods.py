@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.reports.models import day_date, day_number, day_start
+from domain.reports import day_date, day_number, day_start
 
 KINDS = {"daily": "日通报", "weekly": "周研判", "custom": "统计"}
 WEEKDAY_LABELS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")

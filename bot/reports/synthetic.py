@@ -12,9 +12,10 @@ import json
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from bot.policy import DEFAULT_POLICIES, Policy
+from domain.policy import DEFAULT_POLICIES, Policy
+from domain.reports import History
 
 FRAUD_TYPES = (("冒充公检法", 18), ("刷单返利", 22), ("虚假投资理财", 16), ("虚假网络贷款", 10),
                ("冒充电商物流客服", 9), ("网络游戏虚假交易", 5), ("虚假征信", 6),
@@ -37,19 +38,6 @@ class Station:
     grids: Sequence[str]
     officers: Sequence[str]
     workers: Sequence[str]
-
-
-@dataclass
-class History:
-    """Rows for one batch, in the column order insert_history expects."""
-
-    instructions: list[tuple] = field(default_factory=list)
-    deadlines: list[tuple] = field(default_factory=list)
-    assignments: list[tuple] = field(default_factory=list)
-    events: list[tuple] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.instructions)
 
 
 def big_city(stations: int = 200, grids_per_station: int = 12) -> list[Station]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import aiohttp
 
 from bot.config import WeComSettings
-from bot.directory import ChatGroup, Directory
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError
+from domain.directory import ChatGroup, Directory
 
 _CHATID = re.compile(r"[0-9A-Za-z]{1,32}")  # what appchat/create accepts as a chosen chatid
 _MIN_MEMBERS = 2  # WeCom refuses a group chat of fewer (86006)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot.config import WeComSettings
-from bot.directory import Directory
 from bot.wecom.chats import ChatSetupError, app_chat_plans, member_diff
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError, WeComRateLimited, WeComRetryable, operator_advice
+from domain.directory import Directory
 
 _LOGGER = logging.getLogger(__name__)
 _TOKEN = re.compile(r"[A-Za-z0-9]{1,32}")

@@ -10,11 +10,12 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from bot.config import Settings, load_settings
-from bot.directory import Directory, load_directory_file
+from bot.directory import load_directory_file
 from bot.wecom.chats import ChatPlan, ChatSetupError, app_chat_plans, chat_plan, create_chat, sync_chat
 from bot.wecom.check import run_check
 from bot.wecom.client import WeComClient
 from bot.wecom.errors import WeComError, operator_advice
+from domain.directory import Directory
 
 _CHAT_EXISTS = 86215
 _CHAT_NOT_OURS = 86008

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.directory import Directory
-from bot.models import Assignment, Instruction
-from bot.reports.models import ReportFilter
+from domain.directory import Directory
+from domain.models import Assignment, Instruction
+from domain.reports import ReportFilter
 
 ADMIN_ROLE = "admin"
 

@@ -21,14 +21,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.config import ConfigError, Settings
-from bot.deadlines import MILESTONE_LABELS, STAGE_LABELS
-from bot.lifecycle import STATE_LABELS
 from bot.logs import client_warning
-from bot.masking import mask_id_number, mask_name, mask_phone
-from bot.models import RISK_LABELS
 from bot.render import TEMPLATES_DIR, beijing_time, format_duration, format_yuan
-from bot.reports.models import date_day
 from bot.services import CLOCK, SERVICES, SETTINGS
+from domain.deadlines import MILESTONE_LABELS, STAGE_LABELS
+from domain.lifecycle import STATE_LABELS
+from domain.masking import mask_id_number, mask_name, mask_phone
+from domain.models import RISK_LABELS
+from domain.reports import date_day
 from handlers.dashboard.access import Viewer, viewer_for
 from handlers.dashboard.passwords import PasswordChecker
 from handlers.dashboard.session import SESSION_COOKIE, Signer, load_or_create_secret, token_hash

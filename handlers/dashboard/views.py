@@ -12,15 +12,15 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from bot.lifecycle import OPEN_STATES, STATE_LABELS
-from bot.models import RISK_LEVELS
 from bot.render import beijing_time
 from bot.reports import charts, exports
 from bot.reports.bulletin import station_names
 from bot.reports.figures import compute_figures
-from bot.reports.models import ReportFilter, day_date, day_number
 from bot.reports.periods import Period, daily_period, due_daily, due_weekly, weekly_period
 from bot.services import SERVICES, SETTINGS
+from domain.lifecycle import OPEN_STATES, STATE_LABELS
+from domain.models import RISK_LEVELS
+from domain.reports import ReportFilter, day_date, day_number
 from handlers.dashboard.access import Viewer
 from handlers.dashboard.base import DASHBOARD, LoginSession, error, now, page, parse_day, render, text
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.lifecycle import OUTCOMES
-from bot.models import RISK_LEVELS
+from domain.lifecycle import OUTCOMES
+from domain.models import RISK_LEVELS
 
 # The escalation ladder, in the order it climbs.
 LADDER_STEPS = ("assignee", "duty_officer", "station_leader", "center")

@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from bot.models import Instruction, Target
+from domain.models import Instruction, Target
 
 # Two-character surnames: for these the given name is what follows the first two characters.
 _COMPOUND_SURNAMES = frozenset(re.findall(

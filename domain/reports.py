@@ -125,3 +125,16 @@ class Board:
     total: int  # matching instructions, of which `rows` is the newest part
     by_state: dict[str, int] = field(default_factory=dict)
     overdue: int = 0
+
+
+@dataclass
+class History:
+    """Rows for one batch, in the column order insert_history expects."""
+
+    instructions: list[tuple] = field(default_factory=list)
+    deadlines: list[tuple] = field(default_factory=list)
+    assignments: list[tuple] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.instructions)

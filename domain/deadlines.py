@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.models import NewDeadline
-from bot.policy import Policy
+from domain.models import NewDeadline
+from domain.policy import Policy
 
 STAGE_LABELS = {"phone": "电话劝阻", "visit": "上门劝阻"}
 MILESTONE_LABELS = {
