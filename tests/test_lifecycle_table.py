@@ -175,8 +175,8 @@ def test_the_policy_decides_when_a_failed_call_starts_the_visit(visit_on, outcom
 
 
 def test_the_state_machine_is_pure():
-    """No I/O and no framework: bot/lifecycle.py imports only from the standard library's typing helpers."""
-    tree = ast.parse(Path(__file__).parents[1].joinpath("bot", "lifecycle.py").read_text(encoding="utf-8"))
+    """No I/O and no framework: domain/lifecycle.py imports only from the standard library's typing helpers."""
+    tree = ast.parse(Path(__file__).parents[1].joinpath("domain", "lifecycle.py").read_text(encoding="utf-8"))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"__future__", "collections.abc", "dataclasses", "typing"}
